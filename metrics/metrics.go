@@ -1,0 +1,141 @@
+// Package metrics builds every Prometheus collector userproxy exports.
+//
+// Collectors are registered on a Registerer the caller injects (never the
+// default registry), so two proxies, or two parallel tests, can coexist in one
+// process. The metric names are part of the operator contract in DESIGN.md:
+// dashboards and alerts depend on them.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Cache results: the closed set of values of the "cache" label.
+const (
+	CacheHit      = "hit"      // fresh entry served from the cache
+	CacheStale    = "stale"    // expired entry served on purpose (upstream failing)
+	CacheMiss     = "miss"     // answered by the upstream (the fill, or a coalesced wait on it)
+	CacheNegative = "negative" // cached 404 served
+	CacheBypass   = "bypass"   // not cacheable: passed through to the upstream
+	CacheError    = "error"    // the proxy answered with an error of its own
+)
+
+// Cache operations: the closed set of values of the "op" label.
+const (
+	OpGet        = "get"
+	OpSet        = "set"
+	OpInvalidate = "invalidate"
+	OpDecode     = "decode"
+)
+
+// Breaker state values of userproxy_circuit_breaker_state, as in DESIGN.md.
+const (
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
+)
+
+// Metrics holds every collector. The zero value is not usable; build one with New.
+type Metrics struct {
+	// Requests counts answered proxy requests by cache result and status code.
+	Requests *prometheus.CounterVec
+	// RequestDuration observes the time to answer, by cache result.
+	RequestDuration *prometheus.HistogramVec
+	// UpstreamRequests counts upstream calls by status code ("error" when
+	// no HTTP answer came back).
+	UpstreamRequests *prometheus.CounterVec
+	// UpstreamDuration observes the time of each upstream call.
+	UpstreamDuration prometheus.Histogram
+	// BreakerState is 0 closed, 1 half-open, 2 open, per breaker.
+	BreakerState *prometheus.GaugeVec
+	// CacheErrors counts failed cache operations by op.
+	CacheErrors *prometheus.CounterVec
+	// Coalesced counts requests that waited on another request's fill
+	// instead of calling the upstream themselves.
+	Coalesced prometheus.Counter
+	// Invalidations counts dropped users by source ("write", "admin").
+	Invalidations *prometheus.CounterVec
+}
+
+// latencyBuckets cover a cache hit (sub-millisecond) up to a slow upstream
+// call that runs into the default 3s timeout.
+var latencyBuckets = []float64{
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+}
+
+// New builds every collector and registers it on reg. It panics if a
+// collector is already registered on reg, as prometheus.MustRegister does:
+// that is a wiring bug, not a runtime condition.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_requests_total",
+			Help: "Proxy requests answered, by cache result and HTTP status code.",
+		}, []string{"cache", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "userproxy_request_duration_seconds",
+			Help:    "Time to answer a proxy request, by cache result.",
+			Buckets: latencyBuckets,
+		}, []string{"cache"}),
+		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_upstream_requests_total",
+			Help: "Upstream calls by HTTP status code (\"error\" for transport failures and timeouts).",
+		}, []string{"code"}),
+		UpstreamDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "userproxy_upstream_request_duration_seconds",
+			Help:    "Time of each upstream call, including reading the body.",
+			Buckets: latencyBuckets,
+		}),
+		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "userproxy_circuit_breaker_state",
+			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+		}, []string{"breaker"}),
+		CacheErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_cache_errors_total",
+			Help: "Failed cache operations by operation; the proxy fails open to the upstream.",
+		}, []string{"op"}),
+		Coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userproxy_coalesced_requests_total",
+			Help: "Requests that waited for another request's upstream call instead of making their own.",
+		}),
+		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_invalidations_total",
+			Help: "Users whose cached entries were dropped, by source (write, admin).",
+		}, []string{"source"}),
+	}
+	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamRequests,
+		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.Invalidations)
+
+	// Pre-create the series dashboards and alerts divide by, so a rate()
+	// over them exists from the first scrape instead of appearing on the
+	// first event.
+	for _, c := range []string{CacheHit, CacheStale, CacheMiss, CacheNegative, CacheBypass, CacheError} {
+		m.RequestDuration.WithLabelValues(c)
+	}
+	for _, op := range []string{OpGet, OpSet, OpInvalidate, OpDecode} {
+		m.CacheErrors.WithLabelValues(op)
+	}
+	m.BreakerState.WithLabelValues("upstream").Set(BreakerClosed)
+	return m
+}
+
+// codes holds the label value of every status code, so labelling a
+// request does not allocate.
+var codes = func() (c [600]string) {
+	for i := 100; i < len(c); i++ {
+		c[i] = strconv.Itoa(i)
+	}
+	return c
+}()
+
+// Code returns the "code" label value for an HTTP status: the three-digit
+// code, or "error" for 0 (no HTTP answer) and anything out of range. The set
+// of values is closed.
+func Code(status int) string {
+	if status < 100 || status >= len(codes) {
+		return "error"
+	}
+	return codes[status]
+}
