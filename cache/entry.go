@@ -1,0 +1,159 @@
+package cache
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// entryVersion is the first byte of every encoded entry. Bump it when the
+// layout changes: old replicas then read new entries as misses (and the other
+// way round) instead of misreading them, which makes rolling upgrades safe.
+const entryVersion = 1
+
+// Limits the decoder enforces so that garbage cannot pass as an entry.
+const (
+	minStatus = 100
+	maxStatus = 999
+)
+
+// AppendBinary appends the encoding of e, written under generation gen, to dst
+// and returns the extended slice.
+//
+// The format is compact and versioned:
+//
+//	version   1 byte (1)
+//	gen       uvarint
+//	status    uvarint
+//	stored    varint, Unix nanoseconds (0 = zero Time)
+//	expires   varint, Unix nanoseconds (0 = zero Time)
+//	ctype     uvarint length, then the bytes
+//	body      every remaining byte
+//
+// Times are kept to the nanosecond without location or monotonic reading; the
+// zero Time encodes as 0 and so does the Unix epoch, which decodes as the zero
+// Time. Times outside the years 1678–2262 cannot be represented. Status must be
+// 100–999 for DecodeEntry to accept the result.
+func (e Entry) AppendBinary(dst []byte, gen uint64) []byte {
+	dst = append(dst, entryVersion)
+	dst = binary.AppendUvarint(dst, gen)
+	dst = binary.AppendUvarint(dst, uint64(e.Status))
+	dst = binary.AppendVarint(dst, unixNano(e.Stored))
+	dst = binary.AppendVarint(dst, unixNano(e.Expires))
+	dst = binary.AppendUvarint(dst, uint64(len(e.ContentType)))
+	dst = append(dst, e.ContentType...)
+	return append(dst, e.Body...)
+}
+
+// encodedLen returns len(e.AppendBinary(nil, gen)) within a few bytes
+// (an upper bound), for sizing buffers.
+func (e Entry) encodedLen() int {
+	return 1 + 4*binary.MaxVarintLen64 + len(e.ContentType) + len(e.Body)
+}
+
+// DecodeEntry decodes an entry encoded by AppendBinary and the generation it
+// was written under. Any input that is not such an encoding — empty,
+// truncated, an unknown version, an out-of-range field — yields an error
+// wrapping ErrCorrupt; DecodeEntry never panics.
+//
+// To keep decoding cheap, e.Body aliases b (it is b's tail, with its capacity
+// cut so that appending to it cannot overwrite anything): the caller must not
+// reuse b while e.Body is in use. A missing body decodes as an empty, non-nil
+// slice. The only allocation is the ContentType string, and common JSON
+// content types do not allocate.
+func DecodeEntry(b []byte) (e Entry, gen uint64, err error) {
+	if len(b) == 0 {
+		return Entry{}, 0, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	if b[0] != entryVersion {
+		return Entry{}, 0, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[0])
+	}
+	d := decoder{b: b, off: 1}
+	gen = d.uvarint("generation")
+	status := d.uvarint("status")
+	stored := d.varint("stored time")
+	expires := d.varint("expiry time")
+	ctLen := d.uvarint("content type length")
+	if d.err != nil {
+		return Entry{}, 0, d.err
+	}
+	if status < minStatus || status > maxStatus {
+		return Entry{}, 0, fmt.Errorf("%w: status %d out of range", ErrCorrupt, status)
+	}
+	if ctLen > uint64(len(b)-d.off) {
+		return Entry{}, 0, fmt.Errorf("%w: content type truncated", ErrCorrupt)
+	}
+	ct := b[d.off : d.off+int(ctLen)]
+	body := b[d.off+int(ctLen):]
+	return Entry{
+		Status:      int(status),
+		ContentType: contentType(ct),
+		Body:        body[:len(body):len(body)],
+		Stored:      fromUnixNano(stored),
+		Expires:     fromUnixNano(expires),
+	}, gen, nil
+}
+
+// decoder reads varints from b, remembering the first error.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, field)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) varint(field string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, field)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+// contentType returns b as a string without allocating for the content types
+// the upstream is expected to send.
+func contentType(b []byte) string {
+	// The compiler compares string(b) with the cases without converting.
+	switch string(b) {
+	case "":
+		return ""
+	case "application/json":
+		return "application/json"
+	case "application/json; charset=utf-8":
+		return "application/json; charset=utf-8"
+	case "application/json; charset=UTF-8":
+		return "application/json; charset=UTF-8"
+	}
+	return string(b)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}

@@ -1,0 +1,222 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures a Redis store. A zero field means the documented
+// default, filled in once by NewRedis.
+type RedisOptions struct {
+	// Prefix starts every key name, so that several deployments can share one
+	// Redis. Zero means "userproxy".
+	Prefix string
+
+	// GenerationTTL is how long a user's generation key lives after an
+	// Invalidate at least (longer if entries written later need it to). It
+	// must exceed the longest fill — the time from a Get to the Set that
+	// follows it — by a wide margin: if the key expired in between, a fill
+	// that raced an invalidation could be stored. Zero means 24h.
+	GenerationTTL time.Duration
+}
+
+const (
+	defaultPrefix        = "userproxy"
+	defaultGenerationTTL = 24 * time.Hour
+)
+
+// Redis is a cache store in Redis, shared by every replica. It is safe for
+// concurrent use.
+//
+// Key layout (one user's keys share a Cluster hash slot, thanks to the hash
+// tag on the id):
+//
+//	<prefix>:{<id>}:<scope>  an encoded entry (see Entry.AppendBinary), with a TTL
+//	<prefix>:{<id>}:gen      the user's generation, a decimal counter; missing = 0
+//
+// Invariant: the generation key always outlives every entry of its user (Set
+// extends it when needed). An entry written under generation g is therefore
+// never read after the generation key expired and was restarted at 0, and
+// cannot come back to life once invalidated.
+type Redis struct {
+	client     redis.UniversalClient
+	prefix     string
+	genTTL     time.Duration
+	set        *redis.Script // setScript
+	invalidate *redis.Script // invalidateScript
+}
+
+// NewRedis returns a store that uses client, which the caller owns and closes.
+// The client should have ContextTimeoutEnabled so that the deadlines of the
+// contexts passed to the store's methods apply (NewUniversalClient does so).
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
+	if opts.Prefix == "" {
+		opts.Prefix = defaultPrefix
+	}
+	if opts.GenerationTTL <= 0 {
+		opts.GenerationTTL = defaultGenerationTTL
+	}
+	return &Redis{
+		client:     client,
+		prefix:     opts.Prefix,
+		genTTL:     opts.GenerationTTL,
+		set:        redis.NewScript(setScript),
+		invalidate: redis.NewScript(invalidateScript),
+	}
+}
+
+// setScript stores an entry only if the user's generation is still the one
+// the caller read, and makes the generation key outlive the entry.
+//
+// KEYS[1] generation key, KEYS[2] entry key;
+// ARGV[1] generation read by the caller, ARGV[2] encoded entry, ARGV[3] TTL in ms.
+// Returns 1 when stored, 0 when the generation changed.
+const setScript = `
+local gen = redis.call('GET', KEYS[1])
+if not gen then gen = '0' end
+if gen ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+local genTTL = redis.call('PTTL', KEYS[1])
+if genTTL == -2 then
+  redis.call('SET', KEYS[1], '0', 'PX', ttl)
+elseif genTTL >= 0 and genTTL < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`
+
+// invalidateScript bumps a user's generation and makes the generation key
+// live at least GenerationTTL from now.
+//
+// Setting a TTL only when the key has none (PTTL -1) is not enough: a
+// generation key created by Set carries the (short) entry TTL, and INCR keeps
+// it, so the bumped key could expire a moment later, restarting the
+// generation at 0 and letting a fill that read 0 before the bump be stored.
+// Extending every bumped key to GenerationTTL closes that window; it never
+// shortens a TTL, so the key still outlives every entry.
+//
+// KEYS[1] generation key; ARGV[1] GenerationTTL in ms. Returns the new generation.
+const invalidateScript = `
+local gen = redis.call('INCR', KEYS[1])
+local ttl = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return gen
+`
+
+// Get returns k's entry. ok is false on a miss, including an entry that does
+// not decode (it is treated as a miss and left to be overwritten) and an entry
+// written under an older generation. gen is the user's current generation; pass
+// it to Set. It makes one round trip (MGET of the generation and entry keys).
+//
+// The returned Body is the caller's: nothing else refers to it.
+func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
+	if err := ValidateKey(k.ID, k.Scope); err != nil {
+		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
+	}
+	vals, err := r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+	if err != nil {
+		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
+	}
+	if len(vals) != 2 {
+		return Entry{}, 0, false, fmt.Errorf("reading cache entry: got %d values from MGET, want 2", len(vals))
+	}
+	gen, err = parseGen(vals[0])
+	if err != nil {
+		return Entry{}, 0, false, fmt.Errorf("reading cache generation: %w", err)
+	}
+	raw, isString := vals[1].(string)
+	if !isString {
+		// nil: no entry (a non-string reply cannot happen for MGET).
+		return Entry{}, gen, false, nil
+	}
+	// The conversion copies, so the Body that DecodeEntry aliases is ours to give away.
+	e, entryGen, err := DecodeEntry([]byte(raw))
+	if err != nil || entryGen != gen {
+		// Undecodable (e.g. written by a newer release) or written before an
+		// Invalidate: a miss; the next Set overwrites it.
+		return Entry{}, gen, false, nil
+	}
+	return e, gen, true, nil
+}
+
+// parseGen reads a generation value from MGET: nil (missing) is 0.
+func parseGen(v any) (uint64, error) {
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case string:
+		gen, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("generation is not a counter: %w", err)
+		}
+		return gen, nil
+	default:
+		return 0, fmt.Errorf("generation has unexpected type %T", v)
+	}
+}
+
+// Set stores e under k for ttl if the user's generation is still gen;
+// otherwise it stores nothing and returns ErrGenerationChanged. It makes one
+// round trip (a Lua script, by EVALSHA with an EVAL fallback). A ttl under a
+// millisecond is rounded up to one; a ttl <= 0 stores nothing and returns nil.
+func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen uint64) error {
+	if err := ValidateKey(k.ID, k.Scope); err != nil {
+		return fmt.Errorf("storing cache entry: %w", err)
+	}
+	if ttl <= 0 {
+		return nil
+	}
+	ttlMS := max(ttl.Milliseconds(), 1)
+	val := e.AppendBinary(make([]byte, 0, e.encodedLen()), gen)
+	keys := []string{r.genKey(k.ID), r.entryKey(k)}
+	stored, err := r.set.Run(ctx, r.client, keys, strconv.FormatUint(gen, 10), val, ttlMS).Int()
+	if err != nil {
+		return fmt.Errorf("storing cache entry: %w", err)
+	}
+	if stored == 0 {
+		return ErrGenerationChanged
+	}
+	return nil
+}
+
+// Invalidate drops every scope's entry for user id, by bumping the user's
+// generation: the old entries stay in Redis until their TTL but are never
+// returned again. It makes one round trip.
+func (r *Redis) Invalidate(ctx context.Context, id string) error {
+	if err := ValidateKey(id, ""); err != nil {
+		return fmt.Errorf("invalidating cached user: %w", err)
+	}
+	err := r.invalidate.Run(ctx, r.client, []string{r.genKey(id)}, r.genTTL.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("invalidating cached user: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("pinging redis: %w", err)
+	}
+	return nil
+}
+
+// PoolStats returns the client's connection pool statistics, for metrics.
+func (r *Redis) PoolStats() *redis.PoolStats {
+	return r.client.PoolStats()
+}
+
+func (r *Redis) entryKey(k Key) string {
+	return r.prefix + ":{" + k.ID + "}:" + k.Scope
+}
+
+func (r *Redis) genKey(id string) string {
+	return r.prefix + ":{" + id + "}:" + genSuffix
+}

@@ -1,0 +1,274 @@
+// Package redistest runs a private, throwaway redis-server for integration and
+// fault tests.
+//
+// Every Server is its own process on its own 127.0.0.1 port with persistence
+// off and its working directory in t.TempDir(); tests never touch a Redis they
+// did not start (in particular not one on 127.0.0.1:6379).
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// EnvServerBinary names the environment variable that, when set, is the path of
+// the redis-server binary to run instead of the one found in PATH.
+const EnvServerBinary = "USERPROXY_TEST_REDIS_SERVER"
+
+const (
+	// readyTimeout bounds how long a fresh redis-server may take to answer
+	// PING. It starts in a few milliseconds; the margin is for loaded CI hosts.
+	readyTimeout = 10 * time.Second
+	// portAttempts is how often Start retries when another process grabbed the
+	// free port between our probe and redis-server binding it.
+	portAttempts = 5
+)
+
+// Server is a redis-server process owned by one test. Its methods are safe for
+// concurrent use. A Server is stopped by the t.Cleanup that Start registers.
+type Server struct {
+	tb   testing.TB
+	bin  string
+	dir  string
+	port int
+
+	mu   sync.Mutex    // protects proc and done
+	proc *os.Process   // nil while killed
+	done chan struct{} // closed when proc has exited
+}
+
+// Start starts a new redis-server on a free 127.0.0.1 port, waits until it
+// answers PING and registers a t.Cleanup that kills it.
+//
+// The binary is $USERPROXY_TEST_REDIS_SERVER when set, else redis-server from
+// PATH. Without a binary the test is skipped, unless the CI environment
+// variable is non-empty: under CI a missing Redis fails the test.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	bin, err := findBinary()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redistest: %v (CI is set, so this is a failure)", err)
+		}
+		tb.Skipf("redistest: %v; skipping", err)
+	}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	tb.Cleanup(s.Kill)
+
+	var lastErr error
+	for range portAttempts {
+		port, err := freePort()
+		if err != nil {
+			tb.Fatalf("redistest: %v", err)
+		}
+		s.port = port
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+		s.Kill()
+	}
+	tb.Fatalf("redistest: starting %s: %v", bin, lastErr)
+	return nil
+}
+
+// Addr returns the server's "127.0.0.1:port" address; it stays the same
+// across Kill and Restart.
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// URL returns a redis:// URL for the server's database 0.
+func (s *Server) URL() string {
+	return "redis://" + s.Addr() + "/0"
+}
+
+// Kill stops the server with SIGKILL and waits for the process to exit. Killing
+// a server that is not running does nothing. Data is lost (persistence is off).
+func (s *Server) Kill() {
+	s.mu.Lock()
+	proc, done := s.proc, s.done
+	s.proc = nil
+	s.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	// SIGKILL also ends a process stopped by Pause.
+	_ = proc.Kill()
+	<-done
+}
+
+// Restart starts the server again on the same port, with an empty data set,
+// and waits until it answers PING. It kills the running process first, if any.
+// It fails the test if the server cannot be started.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Kill()
+	if err := s.start(); err != nil {
+		s.Kill()
+		s.tb.Fatalf("redistest: restarting on %s: %v", s.Addr(), err)
+	}
+}
+
+// Pause freezes the server with SIGSTOP: connections stay open but nothing is
+// answered, which is how a hung or overloaded Redis looks to a client. Resume
+// undoes it. Pausing a server that is not running does nothing.
+func (s *Server) Pause() {
+	s.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a server frozen by Pause.
+func (s *Server) Resume() {
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *Server) signal(sig os.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	if err := s.proc.Signal(sig); err != nil {
+		s.tb.Errorf("redistest: sending %v to redis-server: %v", sig, err)
+	}
+}
+
+// start launches redis-server on s.port and waits for it to become ready.
+func (s *Server) start() error {
+	log := &lockedBuffer{}
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+	)
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	// This goroutine is owned by the process: it ends when the process exits,
+	// which Kill (and so t.Cleanup) guarantees.
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+
+	s.mu.Lock()
+	s.proc, s.done = cmd.Process, done
+	s.mu.Unlock()
+
+	if err := waitReady(s.Addr(), done); err != nil {
+		return fmt.Errorf("%w; server output:\n%s", err, log.String())
+	}
+	return nil
+}
+
+// waitReady polls addr with PING until it answers +PONG, the process exits
+// (done is closed, e.g. because the port was taken), or readyTimeout passes.
+func waitReady(addr string, done <-chan struct{}) error {
+	deadline := time.Now().Add(readyTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		if err = ping(addr); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s not ready after %v: %w", addr, readyTimeout, err)
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on %s exited before it was ready", addr)
+		case <-tick.C:
+		}
+	}
+}
+
+// ping sends an inline PING and checks for +PONG, without a Redis client
+// library so that this package depends on nothing but the standard library.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		// e.g. "-LOADING ..." while a server is still starting.
+		return fmt.Errorf("unexpected reply to PING: %q", line)
+	}
+	return nil
+}
+
+// findBinary returns the redis-server to run.
+func findBinary() (string, error) {
+	if bin := os.Getenv(EnvServerBinary); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", EnvServerBinary, bin, err)
+		}
+		return bin, nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", fmt.Errorf("no redis-server in PATH and %s is not set: %w", EnvServerBinary, err)
+	}
+	return bin, nil
+}
+
+// freePort returns a port that was free a moment ago. Another process may take
+// it before redis-server binds it, which is why Start retries.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("finding a free port: listener address is not TCP")
+	}
+	return addr.Port, nil
+}
+
+// lockedBuffer collects process output; exec writes to it from its own
+// goroutine while a failing test may read it.
+type lockedBuffer struct {
+	mu  sync.Mutex // protects buf
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
