@@ -1,0 +1,100 @@
+// Command fakeupstream serves upstreamtest's fake of the CommPeak Dialer
+// user API, for demos, manual testing and load tests:
+//
+//	fakeupstream -listen 127.0.0.1:8081 -users 1000 -latency 20ms -fault none
+//
+// It accepts upstreamtest.DemoCredentials (printed at start). Faults and
+// latency can be changed while it runs through its loopback-only control
+// endpoints, e.g. curl -X POST 'http://127.0.0.1:8081/_fake/fault?mode=503'
+// (see the upstreamtest package doc). SIGINT or SIGTERM shut it down
+// gracefully, releasing any hung requests first.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/userproxy/userproxy/upstream/upstreamtest"
+)
+
+// shutdownTimeout bounds graceful shutdown; in-flight answers are small and
+// hung ones are released first, so this is only a backstop.
+const shutdownTimeout = 10 * time.Second
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8081", "address to listen on (keep it loopback: the control endpoints have no auth)")
+	latency := flag.Duration("latency", 0, "delay added before answering each /api/ request")
+	users := flag.Int("users", 50, "number of seeded users per tenant, ids 1..N")
+	faultName := flag.String("fault", "none", "fault for GET /api/users/{id}: none, 500, 503, 429, hang, malformed, oversize, slow-body, reset")
+	flag.Parse()
+
+	fault, err := upstreamtest.ParseFault(*faultName)
+	if err != nil {
+		log.Fatalf("fakeupstream: %v", err)
+	}
+	if *users <= 0 {
+		log.Fatalf("fakeupstream: -users must be positive, got %d", *users)
+	}
+	h := upstreamtest.NewHandler(upstreamtest.Options{Users: *users, Latency: *latency})
+	h.SetFault(fault)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatalf("fakeupstream: listening on %s: %v", *listen, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	printBanner(os.Stdout, ln.Addr().String(), upstreamtest.DemoCredentials())
+	if err := serve(ctx, ln, h); err != nil {
+		log.Fatalf("fakeupstream: %v", err)
+	}
+}
+
+// printBanner tells the user how to call the fake. The credentials are the
+// fixed public demo ones, not secrets.
+func printBanner(w io.Writer, addr string, creds []upstreamtest.Credential) {
+	fmt.Fprintf(w, "fake CommPeak user API on http://%s\n", addr)
+	for _, c := range creds {
+		fmt.Fprintf(w, "  credentials %s:%s (tenant %s)\n", c.Username, c.Password, c.Tenant)
+	}
+	if len(creds) > 0 {
+		fmt.Fprintf(w, "try: curl -u %s:%s http://%s/api/users/1\n", creds[0].Username, creds[0].Password, addr)
+	}
+}
+
+// serve answers on ln with h until ctx is done, then shuts down gracefully:
+// hung requests are released first so Shutdown does not wait on them.
+func serve(ctx context.Context, ln net.Listener, h *upstreamtest.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	h.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/userproxy/userproxy/upstream/upstreamtest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestServeShutsDownWithHungRequest checks that a cancelled context ends
+// serve promptly even while a FaultHang request is in flight.
+func TestServeShutsDownWithHungRequest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := upstreamtest.NewHandler(upstreamtest.Options{Users: 3})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, ln, h) }()
+
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := "http://" + ln.Addr().String() + "/api/users/1"
+	demo := upstreamtest.DemoCredentials()[0]
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(demo.Username, demo.Password)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("got status %d, want 200", resp.StatusCode)
+	}
+
+	h.SetFault(upstreamtest.FaultHang)
+	hung := make(chan error, 1)
+	go func() {
+		resp, err := c.Do(req.Clone(context.Background()))
+		if err == nil {
+			resp.Body.Close()
+		}
+		hung <- err
+	}()
+	// Wait until the request is held by the handler, via its own stats.
+	for h.Stats().Hanging == 0 {
+		select {
+		case err := <-hung:
+			t.Fatalf("got hung request ended early: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("got serve error %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not return within 5s of cancel with a hung request")
+	}
+	if err := <-hung; err == nil {
+		t.Error("got a response to a hung request, want a dropped connection")
+	}
+}
+
+func TestPrintBanner(t *testing.T) {
+	var b bytes.Buffer
+	printBanner(&b, "127.0.0.1:8081", upstreamtest.DemoCredentials())
+	out := b.String()
+	for _, want := range []string{"http://127.0.0.1:8081", "demo:demo-password", "curl -u demo:demo-password http://127.0.0.1:8081/api/users/1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("got banner %q, want it to contain %q", out, want)
+		}
+	}
+}

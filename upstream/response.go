@@ -1,0 +1,86 @@
+package upstream
+
+import (
+	"io"
+	"net/http"
+	"slices"
+)
+
+// Response is what the upstream answered: any HTTP status, 5xx and 429
+// included.
+type Response struct {
+	// Status is the HTTP status code.
+	Status int
+	// Header holds copies of only the headers the proxy may use:
+	// Content-Type, Retry-After, WWW-Authenticate, Cache-Control, ETag and
+	// Last-Modified (canonical keys). It is never nil. Hop-by-hop headers,
+	// cookies and anything else the upstream sets are dropped.
+	Header http.Header
+	// Body is the whole body, at most Options.MaxBodyBytes, byte for byte as
+	// received (JSON validity is the caller's business). Empty, not nil, for
+	// an empty body.
+	Body []byte
+}
+
+// keptHeaders are the response headers copied into Response.Header, in
+// canonical form so they index http.Header directly.
+var keptHeaders = [...]string{
+	"Content-Type",
+	"Retry-After",
+	"Www-Authenticate",
+	"Cache-Control",
+	"Etag",
+	"Last-Modified",
+}
+
+// copyHeaders returns a copy of the kept headers of h.
+func copyHeaders(h http.Header) http.Header {
+	out := make(http.Header, len(keptHeaders))
+	for _, k := range keptHeaders {
+		if v, ok := h[k]; ok {
+			out[k] = slices.Clone(v)
+		}
+	}
+	return out
+}
+
+// drainLimit is how much of an unread body is discarded before closing it so
+// the connection can be reused; past that, closing (and redialling) is cheaper.
+const drainLimit = 64 << 10
+
+// drainClose discards up to drainLimit bytes of body and closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	_ = body.Close()
+}
+
+// readBody reads r to EOF, failing with ErrBodyTooLarge past limit bytes.
+// It reads through io.LimitReader(limit+1) so one byte too many is detected
+// without reading more. A trusted Content-Length (at most limit) sizes the
+// buffer up front, saving io.ReadAll's repeated growth on the hot path.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	size := int64(512)
+	if contentLength >= 0 && contentLength <= limit {
+		// +1 leaves room for the read that returns io.EOF without growing.
+		size = contentLength + 1
+	}
+	buf := make([]byte, 0, size)
+	lr := io.LimitReader(r, limit+1)
+	for {
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+	if int64(len(buf)) > limit {
+		return nil, ErrBodyTooLarge
+	}
+	return buf, nil
+}

@@ -1,0 +1,350 @@
+// Package upstreamtest is a fake of the CommPeak Dialer Core API's user
+// endpoints, faithful to the seed page ("Get user"): HTTP Basic auth, a JSON
+// array holding one user object with all 24 documented fields, every scalar
+// a string. It serves tests, the proxy's demo mode and benchmarks.
+//
+// Each credential maps to a tenant; tenants see different (deterministic)
+// data for the same id, so a response leaked across credentials is
+// detectable. Runtime switches (SetFault, SetLatency) and counters
+// (Requests, RequestsFor, Writes) let tests drive and observe it, in process
+// or, through the /_fake/ control endpoints, from another process:
+//
+//	POST /_fake/fault?mode=hang    SetFault (modes as ParseFault)
+//	POST /_fake/latency?d=20ms     SetLatency (time.ParseDuration)
+//	GET  /_fake/stats              Stats as JSON
+//	POST /_fake/reset              ResetCounts
+//
+// The control endpoints have no authentication, so they answer only clients
+// on a loopback address (403 otherwise); the fake is meant to listen on
+// 127.0.0.1 anyway. Each answers JSON (the new Stats on success); a bad
+// query is 400, a wrong method 405.
+//
+// The package imports no other package of the project.
+package upstreamtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Credential is one API user the fake accepts, with the tenant whose data it sees.
+type Credential struct {
+	Username, Password, Tenant string
+}
+
+// DemoCredentials returns the credentials a zero Options accepts: user
+// "demo" (password "demo-password") of tenant "acme" and user "demo2"
+// (password "demo2-password") of tenant "globex". They are public test
+// values, safe to print.
+func DemoCredentials() []Credential {
+	return []Credential{
+		{Username: "demo", Password: "demo-password", Tenant: "acme"},
+		{Username: "demo2", Password: "demo2-password", Tenant: "globex"},
+	}
+}
+
+// Options configures a Handler. Zero values are documented defaults.
+type Options struct {
+	// Credentials are the accepted API users. Nil or empty means
+	// DemoCredentials(). A later entry with the same Username replaces an
+	// earlier one. Several users may share a tenant (and so its data).
+	Credentials []Credential
+	// Users is the number of seeded users per tenant, ids "1".."N".
+	// Zero or negative means 50.
+	Users int
+	// Latency is added before answering each /api/ request. Zero or
+	// negative means none. SetLatency changes it at run time.
+	Latency time.Duration
+}
+
+// defaultUsers is small enough to build instantly and large enough for
+// tests that spread load over several keys.
+const defaultUsers = 50
+
+// Handler is the fake upstream as an http.Handler, with runtime switches.
+// Safe for concurrent use. Create it with NewHandler; the zero value is not
+// usable.
+//
+// Routes:
+//
+//	GET|HEAD /api/users/{id}   the user, as a one-element JSON array (faults apply)
+//	PUT      /api/users/{id}   merge a JSON object's string fields into the user
+//	POST     /api/users        create the tenant's next user from a JSON object
+//	         /_fake/...        control endpoints, loopback clients only (see the package doc)
+//
+// Every /api/ route requires Basic auth first (401 otherwise), then waits
+// the configured latency; faults apply to authenticated GETs only, so a
+// request with bad credentials still gets 401. Anything else is a JSON 404
+// (or 405 for a wrong method on a known path).
+type Handler struct {
+	creds map[string]Credential // by username; read-only after NewHandler
+
+	latency atomic.Int64 // time.Duration
+	fault   atomic.Int64 // Fault
+
+	requests atomic.Int64
+	writes   atomic.Int64
+	hanging  atomic.Int64 // requests currently held by FaultHang
+
+	countMu sync.Mutex // protects perID
+	perID   map[string]int64
+
+	mu     sync.RWMutex                // protects users and nextID
+	users  map[string]map[string]*user // tenant → id → user
+	nextID map[string]int              // tenant → id the next POST creates
+
+	oversize func() []byte // builds the FaultOversize body once, on first use
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: ends hangs, latency waits and slow bodies
+
+	// Test hooks, nil/zero outside this package's tests.
+	testHookHang    func()        // called when a request starts hanging
+	testHookHangEnd func()        // called when a hanging request is released
+	slowInterval    time.Duration // overrides slowBodyInterval when > 0
+}
+
+// NewHandler returns a Handler with opts' users seeded for every tenant and
+// each body precomputed, so repeated GETs are byte-identical.
+func NewHandler(opts Options) *Handler {
+	creds := opts.Credentials
+	if len(creds) == 0 {
+		creds = DemoCredentials()
+	}
+	n := opts.Users
+	if n <= 0 {
+		n = defaultUsers
+	}
+	h := &Handler{
+		creds:  make(map[string]Credential, len(creds)),
+		perID:  make(map[string]int64),
+		users:  make(map[string]map[string]*user),
+		nextID: make(map[string]int),
+		closed: make(chan struct{}),
+	}
+	for _, c := range creds {
+		h.creds[c.Username] = c
+	}
+	for _, c := range h.creds {
+		if _, ok := h.users[c.Tenant]; ok {
+			continue
+		}
+		byID := make(map[string]*user, n)
+		for i := 1; i <= n; i++ {
+			id := strconv.Itoa(i)
+			byID[id] = newUser(c.Tenant, id)
+		}
+		h.users[c.Tenant] = byID
+		h.nextID[c.Tenant] = n + 1
+	}
+	h.oversize = sync.OnceValue(buildOversize)
+	h.SetLatency(opts.Latency)
+	return h
+}
+
+// SetLatency sets the delay added before answering each /api/ request.
+// Zero or negative means none. In-flight waits keep their old delay.
+func (h *Handler) SetLatency(d time.Duration) {
+	h.latency.Store(int64(max(d, 0)))
+}
+
+// SetFault sets the fault applied to authenticated GET /api/users/{id}
+// requests from now on. FaultNone turns faults off.
+func (h *Handler) SetFault(f Fault) {
+	h.fault.Store(int64(f))
+}
+
+// Requests returns how many GET (and HEAD) /api/users/* requests arrived
+// since creation or ResetCounts, whatever their outcome (401, 404, faults).
+func (h *Handler) Requests() int64 { return h.requests.Load() }
+
+// Writes returns how many PUT /api/users/* and POST /api/users requests
+// arrived since creation or ResetCounts, whatever their outcome.
+func (h *Handler) Writes() int64 { return h.writes.Load() }
+
+// RequestsFor returns how many of Requests were for id; 0 for an id never asked.
+func (h *Handler) RequestsFor(id string) int64 {
+	h.countMu.Lock()
+	defer h.countMu.Unlock()
+	return h.perID[id]
+}
+
+// ResetCounts sets Requests, RequestsFor and Writes back to zero. Fault,
+// latency and user data are unchanged.
+func (h *Handler) ResetCounts() {
+	h.countMu.Lock()
+	defer h.countMu.Unlock()
+	h.requests.Store(0)
+	h.writes.Store(0)
+	clear(h.perID)
+}
+
+// User returns a copy of the exact body a GET of id by a credential of
+// tenant would return now (without faults), and false if tenant has no
+// such user.
+func (h *Handler) User(tenant, id string) ([]byte, bool) {
+	u, ok := h.lookup(tenant, id)
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(u.body), true
+}
+
+// Close ends every request held by FaultHang, a latency wait or
+// FaultSlowBody, and makes later ones end at once; the handler otherwise
+// keeps answering. Released requests get no response: the handler panics
+// with http.ErrAbortHandler, which net/http turns into a dropped
+// connection. Call it before http.Server.Shutdown so shutdown does not wait
+// on hung requests. Safe to call more than once.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
+}
+
+// lookup returns tenant's user id. The returned user must not be modified.
+func (h *Handler) lookup(tenant, id string) (*user, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	u, ok := h.users[tenant][id]
+	return u, ok
+}
+
+// Fixed answers of the API routes.
+var (
+	unauthorizedBody = []byte(`{"error":"unauthorized"}`)
+	userNotFoundBody = []byte(`{"error":"user not found"}`)
+	notFoundBody     = []byte(`{"error":"not found"}`)
+	methodBody       = []byte(`{"error":"method not allowed"}`)
+)
+
+const usersPath = "/api/users"
+
+// ServeHTTP routes r; see Handler for the routes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, controlPrefix):
+		h.serveControl(w, r)
+	case path == usersPath:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, http.MethodPost)
+			return
+		}
+		h.writes.Add(1)
+		h.serveAPI(w, r, h.serveCreate)
+	case strings.HasPrefix(path, usersPath+"/"):
+		id := strings.TrimPrefix(path, usersPath+"/")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			h.countRequest(id)
+			h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
+				h.serveGet(w, r, tenant, id)
+			})
+		case http.MethodPut:
+			h.writes.Add(1)
+			h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
+				h.serveUpdate(w, r, tenant, id)
+			})
+		default:
+			methodNotAllowed(w, "GET, HEAD, PUT")
+		}
+	default:
+		writeJSON(w, http.StatusNotFound, notFoundBody)
+	}
+}
+
+func (h *Handler) countRequest(id string) {
+	h.countMu.Lock()
+	defer h.countMu.Unlock()
+	h.requests.Add(1)
+	h.perID[id]++
+}
+
+// serveAPI authenticates r, waits the configured latency, and calls next
+// with the credential's tenant.
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request, string)) {
+	tenant, ok := h.authenticate(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="CommPeak API"`)
+		writeJSON(w, http.StatusUnauthorized, unauthorizedBody)
+		return
+	}
+	if !h.wait(r.Context(), time.Duration(h.latency.Load())) {
+		// The client is gone or the handler closed. Returning would send
+		// an empty 200 to a client still there; drop the connection.
+		panic(http.ErrAbortHandler)
+	}
+	next(w, r, tenant)
+}
+
+// authenticate returns the tenant of r's Basic credentials.
+func (h *Handler) authenticate(r *http.Request) (string, bool) {
+	username, password, ok := r.BasicAuth()
+	if !ok {
+		return "", false
+	}
+	c, ok := h.creds[username]
+	if !ok {
+		return "", false
+	}
+	if subtle.ConstantTimeCompare([]byte(password), []byte(c.Password)) != 1 {
+		return "", false
+	}
+	return c.Tenant, true
+}
+
+// wait sleeps d and reports whether it ran to the end (false: ctx done or
+// handler closed first).
+func (h *Handler) wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-h.closed:
+		return false
+	}
+}
+
+func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	f := Fault(h.fault.Load())
+	if h.serveFault(w, r, f) {
+		return
+	}
+	status, body := http.StatusOK, userNotFoundBody
+	if u, ok := h.lookup(tenant, id); ok {
+		body = u.body
+	} else {
+		status = http.StatusNotFound
+	}
+	if f == FaultSlowBody {
+		h.writeSlow(w, r, status, body)
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+// writeJSON answers status with body in a single Write, with an explicit
+// Content-Length so the response is never chunked.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // a write error means the client left: nothing to do
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeJSON(w, http.StatusMethodNotAllowed, methodBody)
+}
