@@ -1,0 +1,103 @@
+package proxy_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/upstream"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing, so a benchmark
+// measures the handler rather than a recorder.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.status = code }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// staticUpstream answers every id with the same user body, in process.
+type staticUpstream struct{ body []byte }
+
+func (u staticUpstream) Fetch(_ context.Context, _ string, _ upstream.Credentials) (*upstream.Response, error) {
+	return &upstream.Response{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: u.body}, nil
+}
+
+func (staticUpstream) RetryAfter() time.Duration { return 0 }
+
+var benchBody = []byte(`[{"id":"1","username":"olivia.rossi1","email":"olivia.rossi@acme.example","registration_password":"rp19a7e0012e5c","is_active":"1","is_clockedin":"1","sip_uri":"sip:10001@acme.sip.example","auto_dial":"1","is_deleted":"0","use_extended_ip_acl":"0","user_route_caller_id":"+15550109641","timezone_id":"35","use_webrtc":"1","first_name":"Olivia","last_name":"Rossi","virtual_extension":"10001","default_language":"fr","max_session_time":"14400","max_concurrent_sessions":"3","twofa_type":"none","member_all_desks":"0","desks":[{"id":"9","name":"Support"}],"roles":{"1":"Administrator"},"groups":[{"id":"12","name":"Evening shift"}]}]`)
+
+func benchHandler(b *testing.B, store proxy.Store) *proxy.Handler {
+	b.Helper()
+	h, err := proxy.New(proxy.Options{Store: store, Upstream: staticUpstream{benchBody}, KeySecret: []byte("bench-secret-0123456789")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+func benchRequest(id string) *http.Request {
+	r, _ := http.NewRequest(http.MethodGet, "http://proxy/api/users/"+id, nil)
+	r.SetBasicAuth("demo", "demo-password")
+	return r
+}
+
+// benchHits measures the cache-hit path: one id, warm cache.
+func benchHits(b *testing.B, h *proxy.Handler) {
+	req := benchRequest("1")
+	w := &discardWriter{h: http.Header{}}
+	h.ServeHTTP(w, req) // warm
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+	b.StopTimer()
+	if w.status != 200 || w.h.Get("Cache-Status")[:15] != "userproxy; hit;" {
+		b.Fatalf("last answer: %d %q, want a hit", w.status, w.h.Get("Cache-Status"))
+	}
+}
+
+func BenchmarkHitMemory(b *testing.B) {
+	benchHits(b, benchHandler(b, cache.NewMemory(cache.MemoryOptions{})))
+}
+
+func BenchmarkHitRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	client, err := cache.NewUniversalClient(srv.URL(), cache.ClientOptions{Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	benchHits(b, benchHandler(b, cache.NewRedis(client, cache.RedisOptions{})))
+}
+
+// BenchmarkMissMemory measures the proxy's own work on a miss (lookup,
+// coalescing, JSON check, store) with an in-process upstream.
+func BenchmarkMissMemory(b *testing.B) {
+	h := benchHandler(b, cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 30}))
+	w := &discardWriter{h: http.Header{}}
+	reqs := make([]*http.Request, b.N+1)
+	for i := range reqs {
+		reqs[i] = benchRequest(strconv.Itoa(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		h.ServeHTTP(w, reqs[i])
+	}
+	b.StopTimer()
+	if w.status != 200 {
+		b.Fatalf("last answer: %d, want 200", w.status)
+	}
+}

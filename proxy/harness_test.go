@@ -1,0 +1,212 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/upstream"
+	"github.com/userproxy/userproxy/upstream/upstreamtest"
+)
+
+// storeKind builds a fresh, empty store for one test.
+type storeKind struct {
+	name string
+	new  func(t *testing.T) proxy.Store
+}
+
+// storeKinds are the stores every behavioural test runs against: the
+// embedded store, go-redis on miniredis, and go-redis on a real redis-server
+// this test starts itself.
+var storeKinds = []storeKind{
+	{"memory", func(t *testing.T) proxy.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
+	{"miniredis", func(t *testing.T) proxy.Store {
+		mr := miniredis.RunT(t)
+		return redisStore(t, "redis://"+mr.Addr())
+	}},
+	{"redis-server", func(t *testing.T) proxy.Store {
+		return redisStore(t, redistest.Start(t).URL())
+	}},
+}
+
+func redisStore(t *testing.T, rawURL string) *cache.Redis {
+	t.Helper()
+	// Generous timeouts: -race on a 2-core machine is slow, and these tests
+	// are about behaviour, not the latency budget.
+	client, err := cache.NewUniversalClient(rawURL, cache.ClientOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("NewUniversalClient: %v", err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return cache.NewRedis(client, cache.RedisOptions{})
+}
+
+// clock is an injectable time source.
+type clock struct {
+	mu  sync.Mutex // protects now
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// env is one proxy in front of one fake upstream.
+type env struct {
+	t      *testing.T
+	up     *upstreamtest.Server
+	client *upstream.Client
+	h      *proxy.Handler
+	srv    *httptest.Server
+	m      *metrics.Metrics
+	reg    *prometheus.Registry
+	clock  *clock
+	store  proxy.Store
+}
+
+type envOptions struct {
+	upstream upstreamtest.Options
+	breaker  upstream.BreakerOptions
+	inject   *upstream.Credentials
+	timeout  time.Duration
+	proxy    func(*proxy.Options)
+}
+
+func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
+	t.Helper()
+	e := &env{t: t, up: upstreamtest.NewServer(t, o.upstream), reg: prometheus.NewRegistry(), clock: newClock(), store: store}
+	e.m = metrics.New(e.reg)
+	timeout := o.timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	var err error
+	e.client, err = upstream.New(upstream.Options{
+		BaseURL: e.up.URL, Inject: o.inject, Timeout: timeout, Breaker: o.breaker,
+		Observe: func(status int, _ error, d time.Duration) {
+			e.m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
+		},
+	})
+	if err != nil {
+		t.Fatalf("upstream.New: %v", err)
+	}
+	t.Cleanup(e.client.CloseIdleConnections)
+	base, _ := url.Parse(e.up.URL)
+	opts := proxy.Options{
+		Store: store, Upstream: e.client, KeySecret: []byte("test-secret-0123456789"),
+		Inject: o.inject, Metrics: e.m, Now: e.clock.Now, PassthroughURL: base,
+		CacheTimeout: time.Second, FillTimeout: timeout + 2*time.Second,
+	}
+	if o.proxy != nil {
+		o.proxy(&opts)
+	}
+	e.h, err = proxy.New(opts)
+	if err != nil {
+		t.Fatalf("proxy.New: %v", err)
+	}
+	e.srv = httptest.NewServer(e.h)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// response is what a client saw.
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends one request as user (empty user: no credentials).
+func (e *env) do(method, path string, cred upstreamtest.Credential, body string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatalf("NewRequest %s %s: %v", method, path, err)
+	}
+	if cred.Username != "" {
+		req.SetBasicAuth(cred.Username, cred.Password)
+	}
+	return e.send(req)
+}
+
+func (e *env) send(req *http.Request) response {
+	e.t.Helper()
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("reading body: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+func (e *env) get(id string, cred upstreamtest.Credential) response {
+	e.t.Helper()
+	return e.do(http.MethodGet, "/api/users/"+id, cred, "")
+}
+
+// want checks status and Cache-Status of r.
+func (e *env) want(r response, status int, cacheStatus string) {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Errorf("status: got %d, want %d (body %q)", r.status, status, r.body)
+	}
+	if got := r.header.Get("Cache-Status"); got != cacheStatus {
+		e.t.Errorf("Cache-Status: got %q, want %q", got, cacheStatus)
+	}
+}
+
+// requests returns userproxy_requests_total{cache,code}.
+func (e *env) requests(result, code string) float64 {
+	return testutil.ToFloat64(e.m.Requests.WithLabelValues(result, code))
+}
+
+// userBody is the exact body the upstream gives cred for id.
+func (e *env) userBody(cred upstreamtest.Credential, id string) string {
+	e.t.Helper()
+	b, ok := e.up.User(cred.Tenant, id)
+	if !ok {
+		e.t.Fatalf("fake upstream has no user %s for tenant %s", id, cred.Tenant)
+	}
+	return string(b)
+}
+
+var (
+	alice = upstreamtest.DemoCredentials()[0] // tenant acme
+	bob   = upstreamtest.DemoCredentials()[1] // tenant globex
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func testutilValue(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/userproxy/userproxy/metrics"
+)
+
+// passKey carries a write's user id to ModifyResponse.
+type passKey struct{}
+
+// newPassthrough builds the reverse proxy for uncached traffic. Requests keep
+// their path and query; in inject mode the configured credentials replace the
+// caller's.
+func (h *Handler) newPassthrough(target *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
+	if rt == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = h.fillTO
+		rt = t
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if h.inject != nil {
+				pr.Out.SetBasicAuth(h.inject.Username, h.inject.Password)
+			}
+		},
+		Transport:      rt,
+		ModifyResponse: h.invalidateOnWrite,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			h.log.Warn("pass-through request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeJSONError(w, http.StatusBadGateway, "upstream unreachable")
+		},
+	}
+}
+
+// serveWrite passes PUT|PATCH|DELETE /api/users/{id} to the upstream and, if
+// it succeeds, drops every scope's cached copy of that user.
+func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID string) {
+	start := h.now()
+	id, ok := h.checkID(w, rawID)
+	if !ok {
+		h.observe(metrics.CacheBypass, http.StatusBadRequest, start)
+		return
+	}
+	w.Header().Set("Cache-Status", statusMethod)
+	h.pass(w, r.WithContext(context.WithValue(r.Context(), passKey{}, id)), start)
+}
+
+// serveBypass passes any other request through uncached.
+func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		w.Header().Set("Cache-Status", statusBypass)
+	} else {
+		w.Header().Set("Cache-Status", statusMethod)
+	}
+	h.pass(w, r, start)
+}
+
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, start time.Time) {
+	if h.passthrough == nil {
+		writeJSONError(w, http.StatusNotFound, "not found: only GET /api/users/{id} is served")
+		h.observe(metrics.CacheBypass, http.StatusNotFound, start)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	h.passthrough.ServeHTTP(sw, r)
+	h.observe(metrics.CacheBypass, sw.status, start)
+}
+
+// invalidateOnWrite drops a user's entries after a successful write.
+func (h *Handler) invalidateOnWrite(resp *http.Response) error {
+	id, ok := resp.Request.Context().Value(passKey{}).(string)
+	if !ok || resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil
+	}
+	// The write has happened upstream whether or not this client stays to
+	// read the answer, so the invalidation must not be cancelled with it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), h.cacheTO)
+	defer cancel()
+	if err := h.store.Invalidate(ctx, id); err != nil {
+		h.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
+		h.log.Warn("invalidation after write failed; entries expire with their TTL", "id", id, "err", err)
+		return nil
+	}
+	h.m.Invalidations.WithLabelValues("write").Inc()
+	return nil
+}
+
+// statusWriter records the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flushes
+// from ReverseProxy).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"strings"
+	"sync"
+
+	"github.com/userproxy/userproxy/upstream"
+)
+
+// maxAuthorizationBytes bounds the Authorization header we are willing to
+// decode. Real Basic credentials are well under 1 KiB; anything larger is
+// rejected before any base64 work is done on it.
+const maxAuthorizationBytes = 1024
+
+// Credential errors. Their text is sent to clients, so it never includes any
+// part of the header.
+var (
+	errNoCredentials     = errors.New("missing credentials: send HTTP Basic credentials in the Authorization header")
+	errNotBasic          = errors.New("malformed credentials: Authorization scheme must be Basic")
+	errCredentialsTooBig = errors.New("malformed credentials: Authorization header too large")
+	errNotBase64         = errors.New("malformed credentials: Basic credentials are not valid base64")
+	errNoColon           = errors.New("malformed credentials: Basic credentials must be username:password")
+	errEmptyUsername     = errors.New("malformed credentials: empty username")
+)
+
+// parseBasic extracts HTTP Basic credentials from an Authorization header
+// value. Unlike http.Request.BasicAuth it says what is wrong, so a client gets
+// a useful 401.
+func parseBasic(h string) (upstream.Credentials, error) {
+	if h == "" {
+		return upstream.Credentials{}, errNoCredentials
+	}
+	if len(h) > maxAuthorizationBytes {
+		return upstream.Credentials{}, errCredentialsTooBig
+	}
+	const prefix = "basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return upstream.Credentials{}, errNotBasic
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return upstream.Credentials{}, errNotBase64
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return upstream.Credentials{}, errNoColon
+	}
+	if user == "" {
+		return upstream.Credentials{}, errEmptyUsername
+	}
+	return upstream.Credentials{Username: user, Password: pass}, nil
+}
+
+// scoper derives credential scopes: a keyed hash of the credentials, so the
+// cache can tell callers apart without ever holding what they sent.
+type scoper struct {
+	pool sync.Pool // of hash.Hash (HMAC-SHA256 keyed with the secret)
+}
+
+func newScoper(secret []byte) *scoper {
+	key := append([]byte(nil), secret...)
+	return &scoper{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// scope returns HMAC-SHA256(secret, username NUL password), truncated to 128
+// bits and hex encoded. 128 bits keeps keys short while leaving collisions
+// out of reach; the NUL separator keeps ("ab","c") apart from ("a","bc")
+// (a username cannot contain a colon or NUL in Basic credentials).
+func (s *scoper) scope(c upstream.Credentials) string {
+	h := s.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(c.Username))
+	h.Write([]byte{0})
+	h.Write([]byte(c.Password))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	s.pool.Put(h)
+	return hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
+)
+
+// Cache-Status (RFC 9211) values that carry no per-request figures.
+const (
+	statusInvalidID      = "userproxy; detail=invalid-id"
+	statusBadCredentials = "userproxy; detail=bad-credentials"
+	statusBypass         = "userproxy; fwd=bypass"
+	statusMethod         = "userproxy; fwd=method"
+)
+
+// serveHit answers from a fresh cached entry.
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e cache.Entry, start time.Time) {
+	hdr := w.Header()
+	status := "userproxy; hit; ttl=" + strconv.FormatInt(seconds(e.Expires.Sub(start)), 10)
+	result := metrics.CacheHit
+	if e.Status == http.StatusNotFound {
+		status += "; detail=negative"
+		result = metrics.CacheNegative
+	}
+	hdr.Set("Cache-Status", status)
+	hdr.Set("Age", strconv.FormatInt(seconds(start.Sub(e.Stored)), 10))
+	writeEntry(w, r, e)
+	h.observe(result, e.Status, start)
+}
+
+// missStatus builds the Cache-Status of a forwarded request.
+func missStatus(fwdStatus int, detail string, stored, collapsed bool) string {
+	s := "userproxy; fwd=uri-miss"
+	if fwdStatus != 0 {
+		s += "; fwd-status=" + strconv.Itoa(fwdStatus)
+	}
+	if stored {
+		s += "; stored"
+	}
+	if collapsed {
+		s += "; collapsed"
+	}
+	if detail != "" {
+		s += "; detail=" + detail
+	}
+	return s
+}
+
+// writeEntry writes a stored or fetched answer, byte-identical to what the
+// upstream sent. A HEAD gets the headers only.
+func writeEntry(w http.ResponseWriter, r *http.Request, e cache.Entry) {
+	hdr := w.Header()
+	switch {
+	case e.ContentType != "":
+		hdr.Set("Content-Type", e.ContentType)
+	case e.Status == http.StatusOK:
+		hdr.Set("Content-Type", "application/json") // validated as JSON before storing
+	default:
+		// Unknown type: say nothing rather than guess, and stop browsers
+		// from sniffing one.
+		hdr.Set("X-Content-Type-Options", "nosniff")
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead {
+		w.Write(e.Body)
+	}
+}
+
+// seconds is d in whole seconds, never negative (RFC 9111 Age and the ttl
+// parameter are non-negative integers).
+func seconds(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// jsonValid reports whether b is one JSON value. The body is only checked,
+// never decoded and re-encoded: clients get the upstream's exact bytes.
+func jsonValid(b []byte) bool { return json.Valid(b) }

@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/upstream"
+)
+
+// serveUser is the read-through path for GET|HEAD /api/users/{id}.
+func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string) {
+	start := h.now()
+	id, ok := h.checkID(w, rawID)
+	if !ok {
+		w.Header().Set("Cache-Status", statusInvalidID)
+		h.observe(metrics.CacheError, http.StatusBadRequest, start)
+		return
+	}
+	cred, scope, err := h.credentials(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="userproxy", charset="UTF-8"`)
+		w.Header().Set("Cache-Status", statusBadCredentials)
+		writeJSONError(w, http.StatusUnauthorized, err.Error())
+		h.observe(metrics.CacheError, http.StatusUnauthorized, start)
+		return
+	}
+	key := cache.Key{ID: id, Scope: scope}
+
+	if e, _, ok := h.lookup(r.Context(), key); ok && start.Before(e.Expires) {
+		h.serveHit(w, r, e, start)
+		return
+	}
+
+	res, collapsed, err := h.fill(r.Context(), key, cred)
+	if err != nil {
+		// The client went away while waiting on a fill that goes on
+		// without it. Nobody reads an answer; 499 says so in metrics.
+		h.observe(metrics.CacheMiss, 499, start)
+		return
+	}
+	switch {
+	case res.err != nil:
+		f := h.classify(res.err)
+		w.Header().Set("Cache-Status", missStatus(f.fwdStatus, f.detail, false, collapsed))
+		if f.retryAfter != "" {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		writeJSONError(w, f.status, f.msg)
+		h.observe(metrics.CacheError, f.status, start)
+	case res.fromCache:
+		h.serveHit(w, r, res.entry, start)
+	default:
+		hdr := w.Header()
+		for k, v := range res.header {
+			hdr[k] = v
+		}
+		detail := ""
+		if res.cacheErr {
+			detail = "cache-unavailable"
+		}
+		hdr.Set("Cache-Status", missStatus(res.entry.Status, detail, res.stored, collapsed))
+		hdr.Set("Age", "0")
+		writeEntry(w, r, res.entry)
+		h.observe(metrics.CacheMiss, res.entry.Status, start)
+	}
+}
+
+// credentials returns the credentials for the upstream call and the scope
+// they define. In inject mode the caller sends none and every caller shares
+// the injected credentials' scope.
+func (h *Handler) credentials(r *http.Request) (upstream.Credentials, string, error) {
+	if h.inject != nil {
+		return *h.inject, h.injectScope, nil
+	}
+	cred, err := parseBasic(r.Header.Get("Authorization"))
+	if err != nil {
+		return upstream.Credentials{}, "", err
+	}
+	return cred, h.scopes.scope(cred), nil
+}
+
+// lookup reads the cache within the cache budget. A cache failure is
+// counted and reported as a miss: the cache is an optimisation, never a
+// dependency.
+func (h *Handler) lookup(ctx context.Context, k cache.Key) (cache.Entry, uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
+	defer cancel()
+	e, gen, ok, err := h.store.Get(ctx, k)
+	if err != nil {
+		h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
+		h.log.Warn("cache read failed; treating as a miss", "id", k.ID, "err", err)
+		return cache.Entry{}, 0, false
+	}
+	return e, gen, ok
+}
+
+// fillResult is the outcome of one fill, shared by every request that
+// waited on it. Its fields are read-only once the fill returns.
+type fillResult struct {
+	entry     cache.Entry // answer to serve: a cached entry or the upstream's answer
+	header    map[string][]string
+	fromCache bool  // the re-check inside the fill found a fresh entry
+	stored    bool  // entry was written to the cache
+	cacheErr  bool  // the cache could not be read, so nothing was stored
+	err       error // no usable answer; classify decides the status
+}
+
+// fill returns the answer for k, making at most one upstream call per key at
+// a time in this process. err is non-nil only when ctx ended before the
+// fill did; the fill itself carries on for the other waiters and the cache.
+func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials) (res *fillResult, collapsed bool, err error) {
+	var leader atomic.Bool
+	ch := h.flights.DoChan(k.ID+"\x00"+k.Scope, func() (any, error) {
+		leader.Store(true)
+		// Detached from the client that happens to lead: its leaving
+		// must neither cancel the other waiters' answer nor count as an
+		// upstream failure. Bounded by FillTimeout instead.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTO)
+		defer cancel()
+		return h.doFill(fctx, k, cred), nil
+	})
+	select {
+	case r := <-ch:
+		if !leader.Load() {
+			h.m.Coalesced.Inc()
+		}
+		return r.Val.(*fillResult), !leader.Load(), nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// doFill runs inside the single flight for k.
+func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials) *fillResult {
+	// Re-check the cache inside the flight: a flight for this key that
+	// finished between our lookup and this call has already stored the
+	// answer, and must not cost a second upstream call. The generation read
+	// here is the one the store checks when we write.
+	cctx, cancel := context.WithTimeout(ctx, h.cacheTO)
+	e, gen, ok, err := h.store.Get(cctx, k)
+	cancel()
+	cacheErr := err != nil
+	if cacheErr {
+		h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
+	} else if ok && h.now().Before(e.Expires) {
+		return &fillResult{entry: e, fromCache: true}
+	}
+
+	resp, err := h.upstream.Fetch(ctx, k.ID, cred)
+	if err != nil {
+		h.log.Warn("upstream fetch failed", "id", k.ID, "err", err)
+		return &fillResult{err: err}
+	}
+	now := h.now()
+	entry := cache.Entry{
+		Status:      resp.Status,
+		ContentType: resp.Header.Get("Content-Type"),
+		Body:        resp.Body,
+		Stored:      now,
+	}
+	var ttl time.Duration
+	switch {
+	case resp.Status == http.StatusOK:
+		if !jsonValid(resp.Body) {
+			h.log.Warn("upstream body is not JSON; not stored", "id", k.ID)
+			return &fillResult{err: errInvalidJSON}
+		}
+		ttl = h.ttl
+	case resp.Status == http.StatusNotFound:
+		ttl = h.negTTL
+	case resp.Status == http.StatusTooManyRequests || resp.Status >= 500:
+		return &fillResult{err: &upstreamStatusError{status: resp.Status, retryAfter: resp.Header.Get("Retry-After")}}
+	default:
+		// 401, 403 and anything else: the caller's own business, passed on
+		// and never stored.
+		return &fillResult{entry: entry, header: passHeaders(resp.Header)}
+	}
+	entry.Expires = now.Add(ttl)
+	res := &fillResult{entry: entry, cacheErr: cacheErr}
+	if !cacheErr {
+		res.stored = h.store1(ctx, k, entry, ttl, gen)
+	}
+	return res
+}
+
+// store1 writes one entry within the cache budget and reports whether it was
+// stored. A write refused because the user was invalidated meanwhile is the
+// stale-set race working as designed, not a cache error.
+func (h *Handler) store1(ctx context.Context, k cache.Key, e cache.Entry, ttl time.Duration, gen uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
+	defer cancel()
+	err := h.store.Set(ctx, k, e, ttl, gen)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cache.ErrGenerationChanged):
+		return false
+	default:
+		h.m.CacheErrors.WithLabelValues(metrics.OpSet).Inc()
+		h.log.Warn("cache write failed", "id", k.ID, "err", err)
+		return false
+	}
+}
+
+// passHeaders picks the upstream headers worth passing on with an
+// uncacheable answer (a 401 must keep its challenge).
+func passHeaders(h http.Header) map[string][]string {
+	out := map[string][]string{}
+	for _, k := range []string{"Www-Authenticate", "Retry-After"} {
+		if v := h.Values(k); len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// observe records one answered request.
+func (h *Handler) observe(result string, status int, start time.Time) {
+	h.m.Requests.WithLabelValues(result, metrics.Code(status)).Inc()
+	h.m.RequestDuration.WithLabelValues(result).Observe(h.now().Sub(start).Seconds())
+}
