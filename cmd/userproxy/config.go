@@ -1,0 +1,272 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is everything userproxy can be told. Flags fill it; each flag has an
+// environment twin USERPROXY_<FLAG_IN_UPPER_SNAKE>, and a flag given on the
+// command line wins over its twin.
+type Config struct {
+	Listen      string
+	AdminListen string
+	UpstreamURL string
+	RedisURL    string
+	KeySecret   string
+
+	AuthMode         string
+	UpstreamUsername string
+	UpstreamPassword string
+
+	CacheTTL        time.Duration
+	NegativeTTL     time.Duration
+	UpstreamTimeout time.Duration
+	RedisTimeout    time.Duration
+	RedisPoolSize   int
+	MaxBodyBytes    int64
+	MemoryMaxBytes  int64
+	IDPattern       string
+	Passthrough     bool
+
+	BreakerFailures    uint
+	BreakerOpenTimeout time.Duration
+	BreakerInterval    time.Duration
+	BreakerHalfOpen    uint
+
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+	Demo            bool
+}
+
+// defaultIDPattern is the user id rule when -id-pattern is not given.
+const defaultIDPattern = `^[A-Za-z0-9_-]{1,64}$`
+
+// secretFlags are the flags that may also be read from a file, via
+// -<flag>-file or USERPROXY_<FLAG>_FILE, so secrets stay out of process
+// listings and environment dumps.
+var secretFlags = []string{"key-secret", "upstream-password"}
+
+// newFlagSet registers every flag on a fresh FlagSet bound to c, with the
+// defaults the README documents.
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("userproxy", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", ":8080", "proxy listen address")
+	fs.StringVar(&c.AdminListen, "admin-listen", ":9090", "admin listen address (/metrics, /healthz, /readyz)")
+	fs.StringVar(&c.UpstreamURL, "upstream-url", "", "upstream base URL, e.g. https://acme.td.commpeak.com (required unless -demo)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL: redis://, rediss://, redis-sentinel://, redis-cluster:// (empty = embedded in-process store, not shared between replicas)")
+	fs.StringVar(&c.KeySecret, "key-secret", "", "HMAC key for credential scopes, at least 16 bytes (required with -redis-url; random per process otherwise)")
+	fs.StringVar(&c.AuthMode, "auth-mode", "passthrough", "passthrough (callers' Basic credentials are forwarded) or inject (-upstream-username/-upstream-password are sent)")
+	fs.StringVar(&c.UpstreamUsername, "upstream-username", "", "upstream API username (inject mode)")
+	fs.StringVar(&c.UpstreamPassword, "upstream-password", "", "upstream API password (inject mode)")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 60*time.Second, "fresh lifetime of a cached user")
+	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 10*time.Second, "lifetime of a cached 404")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 3*time.Second, "budget for one upstream call, body included")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "budget for one cache operation before failing open to the upstream")
+	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
+	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
+	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored)")
+	fs.BoolVar(&c.Passthrough, "passthrough", true, "pass requests other than GET|HEAD /api/users/{id} through to the upstream, uncached")
+	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
+	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", 10*time.Second, "how long the breaker stays open before letting a trial call through")
+	fs.DurationVar(&c.BreakerInterval, "breaker-interval", 60*time.Second, "period after which a closed breaker forgets its failure counts (0 = never)")
+	fs.UintVar(&c.BreakerHalfOpen, "breaker-half-open-requests", 1, "trial calls let through while half-open")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.BoolVar(&c.Demo, "demo", false, "run with an embedded fake upstream and demo credentials")
+	for _, name := range secretFlags {
+		fs.String(name+"-file", "", "read -"+name+" from this file (trailing newline trimmed)")
+	}
+	return fs
+}
+
+// envName is a flag's environment twin: -cache-ttl → USERPROXY_CACHE_TTL.
+func envName(flagName string) string {
+	return "USERPROXY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads flags from args, then environment twins for the flags
+// not given, then secret files. It does not validate.
+func parseConfig(args []string, lookupEnv func(string) (string, bool)) (Config, *flag.FlagSet, error) {
+	var c Config
+	fs := newFlagSet(&c)
+	fs.SetOutput(nopWriter{}) // errors are reported by the caller, in one line
+	if err := fs.Parse(args); err != nil {
+		return c, fs, err
+	}
+	if fs.NArg() > 0 {
+		return c, fs, fmt.Errorf("unexpected argument %q: userproxy takes flags only", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value for %s: %v", envName(f.Name), e)
+			}
+		}
+	})
+	if err != nil {
+		return c, fs, err
+	}
+	for _, name := range secretFlags {
+		if err := readSecretFile(fs, name); err != nil {
+			return c, fs, err
+		}
+	}
+	return c, fs, nil
+}
+
+// readSecretFile loads -<name> from -<name>-file if the latter is set.
+func readSecretFile(fs *flag.FlagSet, name string) error {
+	path := fs.Lookup(name + "-file").Value.String()
+	if path == "" {
+		return nil
+	}
+	if fs.Lookup(name).Value.String() != "" {
+		return fmt.Errorf("-%s and -%s-file are both set: use one", name, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("-%s-file: %w", name, err)
+	}
+	return fs.Set(name, strings.TrimRight(string(b), "\r\n"))
+}
+
+// Validate checks c and names the first flag that is wrong and how.
+func (c *Config) Validate() error {
+	if err := checkAddr("listen", c.Listen); err != nil {
+		return err
+	}
+	if err := checkAddr("admin-listen", c.AdminListen); err != nil {
+		return err
+	}
+	if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") { // :0 picks a free port each time
+		return errors.New("-admin-listen: must differ from -listen")
+	}
+	switch {
+	case c.Demo && c.UpstreamURL != "":
+		return errors.New("-demo: runs its own fake upstream; do not combine it with -upstream-url")
+	case !c.Demo && c.UpstreamURL == "":
+		return errors.New("-upstream-url: required (or run with -demo)")
+	case c.UpstreamURL != "":
+		if err := checkUpstreamURL(c.UpstreamURL); err != nil {
+			return err
+		}
+	}
+	if c.RedisURL != "" && c.KeySecret == "" {
+		return errors.New("-key-secret: required with -redis-url, so that replicas sharing the cache agree on scopes")
+	}
+	if c.KeySecret != "" && len(c.KeySecret) < 16 {
+		return fmt.Errorf("-key-secret: must be at least 16 bytes, got %d", len(c.KeySecret))
+	}
+	switch c.AuthMode {
+	case "passthrough":
+		if c.UpstreamUsername != "" || c.UpstreamPassword != "" {
+			return errors.New("-upstream-username/-upstream-password: only used with -auth-mode=inject")
+		}
+	case "inject":
+		if c.UpstreamUsername == "" || c.UpstreamPassword == "" {
+			return errors.New("-auth-mode: inject needs -upstream-username and -upstream-password")
+		}
+		if strings.Contains(c.UpstreamUsername, ":") {
+			return errors.New("-upstream-username: must not contain ':' (HTTP Basic)")
+		}
+	default:
+		return fmt.Errorf("-auth-mode: must be passthrough or inject, got %q", c.AuthMode)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"cache-ttl", c.CacheTTL}, {"negative-ttl", c.NegativeTTL}, {"upstream-timeout", c.UpstreamTimeout},
+		{"redis-timeout", c.RedisTimeout}, {"breaker-open-timeout", c.BreakerOpenTimeout},
+		{"shutdown-timeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("-%s: must be positive, got %s", d.name, d.v)
+		}
+	}
+	if c.BreakerInterval < 0 {
+		return fmt.Errorf("-breaker-interval: must not be negative, got %s", c.BreakerInterval)
+	}
+	if c.BreakerFailures < 1 {
+		return errors.New("-breaker-failures: must be at least 1")
+	}
+	if c.BreakerHalfOpen < 1 {
+		return errors.New("-breaker-half-open-requests: must be at least 1")
+	}
+	if c.MaxBodyBytes <= 0 || c.MaxBodyBytes > 64<<20 {
+		return fmt.Errorf("-max-body-bytes: must be between 1 and %d, got %d", 64<<20, c.MaxBodyBytes)
+	}
+	if c.MemoryMaxBytes <= 0 {
+		return fmt.Errorf("-memory-max-bytes: must be positive, got %d", c.MemoryMaxBytes)
+	}
+	if c.RedisPoolSize < 0 {
+		return fmt.Errorf("-redis-pool-size: must not be negative, got %d", c.RedisPoolSize)
+	}
+	if _, err := compileIDPattern(c.IDPattern); err != nil {
+		return fmt.Errorf("-id-pattern: %v", err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("-log-level: must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("-log-format: must be json or text, got %q", c.LogFormat)
+	}
+	return nil
+}
+
+func checkAddr(name, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("-%s: want host:port or :port, got %q", name, addr)
+	}
+	return nil
+}
+
+// checkUpstreamURL accepts a tenant base URL only. Credentials in the URL are
+// refused: they would end up in logs and errors.
+func checkUpstreamURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("-upstream-url: not a URL: %v", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("-upstream-url: scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		return errors.New("-upstream-url: missing host")
+	case u.User != nil:
+		return errors.New("-upstream-url: must not contain credentials; use -auth-mode=inject with -upstream-username/-upstream-password")
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return errors.New("-upstream-url: must be a base URL without path, query or fragment, e.g. https://acme.td.commpeak.com")
+	}
+	return nil
+}
+
+// compileIDPattern anchors p so it must match the whole id.
+func compileIDPattern(p string) (*regexp.Regexp, error) {
+	if p == "" {
+		return nil, errors.New("must not be empty")
+	}
+	return regexp.Compile(`^(?:` + p + `)$`)
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }

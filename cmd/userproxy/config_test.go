@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// runConfig runs the binary's entry point with a configuration that must be
+// refused before anything starts.
+func runConfig(t *testing.T, args []string, lookup func(string) (string, bool)) (int, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a configuration that passes would stop at once
+	code := run(ctx, args, lookup, &stdout, &stderr, nil)
+	return code, stderr.String()
+}
+
+func TestInvalidConfigExits2WithOneLine(t *testing.T) {
+	base := []string{"-upstream-url", "https://acme.td.commpeak.com"}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("0123456789abcdef0123\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want string // the flag the message must name
+	}{
+		{"no upstream", nil, nil, "-upstream-url"},
+		{"bad scheme", []string{"-upstream-url", "ftp://x"}, nil, "-upstream-url"},
+		{"credentials in url", []string{"-upstream-url", "https://u:p@x"}, nil, "-upstream-url"},
+		{"path in url", []string{"-upstream-url", "https://x/api"}, nil, "-upstream-url"},
+		{"demo with upstream", append(base, "-demo"), nil, "-demo"},
+		{"zero ttl", append(base, "-cache-ttl", "0s"), nil, "-cache-ttl"},
+		{"negative ttl", append(base, "-negative-ttl", "-1s"), nil, "-negative-ttl"},
+		{"unparsable ttl", append(base, "-cache-ttl", "soon"), nil, "-cache-ttl"},
+		{"zero upstream timeout", append(base, "-upstream-timeout", "0"), nil, "-upstream-timeout"},
+		{"zero redis timeout", append(base, "-redis-timeout", "0"), nil, "-redis-timeout"},
+		{"redis without secret", append(base, "-redis-url", "redis://127.0.0.1:1"), nil, "-key-secret"},
+		{"short secret", append(base, "-key-secret", "short"), nil, "-key-secret"},
+		{"secret and file", append(base, "-key-secret", "0123456789abcdef", "-key-secret-file", secretFile), nil, "-key-secret"},
+		{"missing secret file", append(base, "-key-secret-file", "/nonexistent/secret"), nil, "-key-secret-file"},
+		{"bad auth mode", append(base, "-auth-mode", "digest"), nil, "-auth-mode"},
+		{"inject without creds", append(base, "-auth-mode", "inject"), nil, "-auth-mode"},
+		{"creds without inject", append(base, "-upstream-username", "u"), nil, "-upstream-username"},
+		{"bad id pattern", append(base, "-id-pattern", "(["), nil, "-id-pattern"},
+		{"body too big", append(base, "-max-body-bytes", "1000000000"), nil, "-max-body-bytes"},
+		{"zero breaker failures", append(base, "-breaker-failures", "0"), nil, "-breaker-failures"},
+		{"same listeners", append(base, "-listen", ":9090"), nil, "-admin-listen"},
+		{"bad listen", append(base, "-listen", "8080"), nil, "-listen"},
+		{"bad log level", append(base, "-log-level", "loud"), nil, "-log-level"},
+		{"unknown flag", append(base, "-cache-tll", "1s"), nil, "-cache-tll"},
+		{"stray argument", append(base, "extra"), nil, "extra"},
+		{"bad env twin", base, []string{"USERPROXY_CACHE_TTL", "forever"}, "USERPROXY_CACHE_TTL"},
+		{"bad env redis", base, []string{"USERPROXY_REDIS_URL", "redis://127.0.0.1:1"}, "-key-secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runConfig(t, tc.args, env(tc.env...))
+			if code != 2 {
+				t.Errorf("exit status: got %d, want 2 (stderr %q)", code, out)
+			}
+			if lines := strings.Count(out, "\n"); lines != 1 {
+				t.Errorf("stderr: got %d lines %q, want exactly one", lines, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("stderr %q does not name %s", out, tc.want)
+			}
+			if strings.Contains(out, "0123456789abcdef") {
+				t.Errorf("stderr %q echoes a secret", out)
+			}
+		})
+	}
+}
+
+func TestEnvTwinsAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("file-secret-0123456789\n"), 0o600)
+	c, _, err := parseConfig(
+		[]string{"-cache-ttl", "30s"},
+		env("USERPROXY_CACHE_TTL", "5s", "USERPROXY_NEGATIVE_TTL", "2s",
+			"USERPROXY_UPSTREAM_URL", "https://acme.td.commpeak.com",
+			"USERPROXY_KEY_SECRET_FILE", secretFile, "USERPROXY_PASSTHROUGH", "false"),
+	)
+	if err != nil {
+		t.Fatalf("parseConfig: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.CacheTTL != 30*time.Second {
+		t.Errorf("-cache-ttl: got %s, want the flag's 30s over the env's 5s", c.CacheTTL)
+	}
+	if c.NegativeTTL != 2*time.Second {
+		t.Errorf("-negative-ttl: got %s, want 2s from USERPROXY_NEGATIVE_TTL", c.NegativeTTL)
+	}
+	if c.KeySecret != "file-secret-0123456789" {
+		t.Errorf("-key-secret from file: got %q, want the file's content without its newline", c.KeySecret)
+	}
+	if c.Passthrough {
+		t.Error("-passthrough: got true, want false from USERPROXY_PASSTHROUGH")
+	}
+}
+
+func TestDefaultsMatchTheContract(t *testing.T) {
+	c, _, err := parseConfig(nil, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, got, want string }{
+		{"listen", c.Listen, ":8080"},
+		{"admin-listen", c.AdminListen, ":9090"},
+		{"auth-mode", c.AuthMode, "passthrough"},
+		{"cache-ttl", c.CacheTTL.String(), "1m0s"},
+		{"negative-ttl", c.NegativeTTL.String(), "10s"},
+		{"upstream-timeout", c.UpstreamTimeout.String(), "3s"},
+		{"redis-timeout", c.RedisTimeout.String(), "50ms"},
+		{"redis-url", c.RedisURL, ""},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("-%s default: got %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+	if c.MaxBodyBytes != 1<<20 {
+		t.Errorf("-max-body-bytes default: got %d, want 1 MiB", c.MaxBodyBytes)
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, env(), &stdout, &stderr, nil); code != 0 {
+		t.Fatalf("-h exit status: got %d, want 0", code)
+	}
+	var c Config
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(stdout.String(), "-"+f.Name) {
+			t.Errorf("-h does not document -%s", f.Name)
+		}
+		if f.Usage == "" {
+			t.Errorf("-%s has no usage text", f.Name)
+		}
+	})
+	if !strings.Contains(stdout.String(), "USERPROXY_") {
+		t.Error("-h does not mention the environment twins")
+	}
+}
+
+// TestReadmeDocumentsEveryFlag keeps the README's flag table from drifting
+// away from the binary.
+func TestReadmeDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		row := "| `-" + f.Name + "` | `" + envName(f.Name) + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README has no table row starting %s", row)
+		}
+	})
+}

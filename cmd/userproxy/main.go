@@ -1,0 +1,250 @@
+// Command userproxy is a caching read-through proxy for the CommPeak Dialer
+// "Get user" API. See the README for flags and behaviour.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/upstream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, nil))
+}
+
+// run is main with its dependencies passed in, so tests can drive it. It
+// returns the exit status: 0 after a clean shutdown, 1 on a runtime failure,
+// 2 on invalid configuration. ready, if non-nil, receives the bound proxy and
+// admin addresses once both listen.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer, ready chan<- [2]string) int {
+	cfg, fs, err := parseConfig(args, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: userproxy [flags]\n\nEvery flag has an environment twin USERPROXY_<FLAG_IN_UPPER_SNAKE> (the flag wins);\n-key-secret and -upstream-password can also be read from files (-key-secret-file, USERPROXY_KEY_SECRET_FILE, ...).\n\n")
+		fs.PrintDefaults()
+		return 0
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "userproxy: invalid configuration: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	if err := serve(ctx, cfg, log, stdout, ready); err != nil {
+		log.Error("userproxy stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve wires the components and serves until ctx is done, then drains.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, ready chan<- [2]string) error {
+	if cfg.Demo {
+		stopDemo, err := startDemoUpstream(&cfg, log)
+		if err != nil {
+			return err
+		}
+		defer stopDemo()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	secret := []byte(cfg.KeySecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	}
+
+	var store proxy.Store
+	var ping func(context.Context) error
+	if cfg.RedisURL != "" {
+		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize})
+		if err != nil {
+			return fmt.Errorf("-redis-url: %w", err)
+		}
+		defer client.Close()
+		r := cache.NewRedis(client, cache.RedisOptions{})
+		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
+		store, ping = r, r.Ping
+	} else {
+		log.Warn("no -redis-url: using the embedded in-process store; it is not shared between replicas", "max_bytes", cfg.MemoryMaxBytes)
+		store = cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.MemoryMaxBytes})
+	}
+
+	var inject *upstream.Credentials
+	if cfg.AuthMode == "inject" {
+		inject = &upstream.Credentials{Username: cfg.UpstreamUsername, Password: cfg.UpstreamPassword}
+	}
+	breakerGauge := m.BreakerState.WithLabelValues("upstream")
+	up, err := upstream.New(upstream.Options{
+		BaseURL:      cfg.UpstreamURL,
+		Inject:       inject,
+		Timeout:      cfg.UpstreamTimeout,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Breaker: upstream.BreakerOptions{
+			ConsecutiveFailures: uint32(cfg.BreakerFailures),
+			Interval:            cfg.BreakerInterval,
+			OpenTimeout:         cfg.BreakerOpenTimeout,
+			HalfOpenRequests:    uint32(cfg.BreakerHalfOpen),
+		},
+		Observe: func(status int, _ error, elapsed time.Duration) {
+			m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
+			m.UpstreamDuration.Observe(elapsed.Seconds())
+		},
+		OnStateChange: func(from, to gobreaker.State) {
+			breakerGauge.Set(breakerValue(to))
+			log.Warn("upstream circuit breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("-upstream-url: %w", err)
+	}
+
+	var validID func(string) bool
+	if cfg.IDPattern != defaultIDPattern {
+		re, _ := compileIDPattern(cfg.IDPattern) // validated
+		validID = re.MatchString
+	}
+	var passURL *url.URL
+	if cfg.Passthrough {
+		passURL, _ = url.Parse(cfg.UpstreamURL) // validated
+	}
+	h, err := proxy.New(proxy.Options{
+		Store:          store,
+		Upstream:       up,
+		KeySecret:      secret,
+		Inject:         inject,
+		TTL:            cfg.CacheTTL,
+		NegativeTTL:    cfg.NegativeTTL,
+		CacheTimeout:   cfg.RedisTimeout,
+		FillTimeout:    cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
+		ValidID:        validID,
+		PassthroughURL: passURL,
+		Metrics:        m,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	admin := proxy.NewAdmin(proxy.AdminOptions{
+		Gatherer: reg,
+		Ping:     ping,
+		Breaker:  func() string { return up.State().String() },
+	})
+
+	proxyLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("-admin-listen: %w", err)
+	}
+	proxySrv := newServer(h, cfg.UpstreamTimeout+5*time.Second, log)
+	adminSrv := newServer(admin, 30*time.Second, log)
+
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(proxyLn) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	log.Info("userproxy listening", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"upstream", cfg.UpstreamURL, "auth_mode", cfg.AuthMode, "redis", cfg.RedisURL != "")
+	if cfg.Demo {
+		printDemo(stdout, proxyLn.Addr(), adminLn.Addr(), cfg.UpstreamURL)
+	}
+	if ready != nil {
+		ready <- [2]string{proxyLn.Addr().String(), adminLn.Addr().String()}
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	// Drain: stop advertising readiness, let in-flight requests finish
+	// within the bound, then close the admin listener last so probes and
+	// the final scrape still work while draining.
+	admin.SetDraining()
+	log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := proxySrv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests did not finish within -shutdown-timeout", "err", err)
+		proxySrv.Close()
+	}
+	adminSrv.Shutdown(sctx)
+	up.CloseIdleConnections()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// newServer returns a server with a timeout on every phase, so slow or
+// hostile clients cannot hold connections open.
+func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10, // user lookups carry small headers; Basic credentials are capped at 1 KiB anyway
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func breakerValue(s gobreaker.State) float64 {
+	switch s {
+	case gobreaker.StateOpen:
+		return metrics.BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return metrics.BreakerHalfOpen
+	default:
+		return metrics.BreakerClosed
+	}
+}
+
+func poolStats(s *redis.PoolStats) metrics.PoolStats {
+	return metrics.PoolStats{
+		Hits: s.Hits, Misses: s.Misses, Timeouts: s.Timeouts,
+		TotalConns: s.TotalConns, IdleConns: s.IdleConns, Stale: s.StaleConns,
+	}
+}

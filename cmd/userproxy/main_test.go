@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/userproxy/userproxy/upstream/upstreamtest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server goroutines to write to.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// started is a running userproxy.
+type started struct {
+	proxy, admin string
+	stdout       *syncBuffer
+	logs         *syncBuffer
+	stop         context.CancelFunc
+	exit         chan int
+}
+
+func start(t *testing.T, args ...string) *started {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &started{stdout: &syncBuffer{}, logs: &syncBuffer{}, stop: cancel, exit: make(chan int, 1)}
+	ready := make(chan [2]string, 1)
+	args = append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...)
+	go func() { s.exit <- run(ctx, args, env(), s.stdout, s.logs, ready) }()
+	select {
+	case addrs := <-ready:
+		s.proxy, s.admin = "http://"+addrs[0], "http://"+addrs[1]
+	case code := <-s.exit:
+		t.Fatalf("userproxy exited with %d before listening: %s", code, s.logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("userproxy did not start within 10s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.exit:
+		case <-time.After(20 * time.Second):
+			t.Error("userproxy did not exit within 20s of being stopped")
+		}
+	})
+	return s
+}
+
+func get(t *testing.T, url, user, pass string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestDemoEndToEnd(t *testing.T) {
+	s := start(t, "-demo")
+	if out := s.stdout.String(); !strings.Contains(out, "curl -i -u demo:demo-password "+s.proxy+"/api/users/1") {
+		t.Errorf("demo banner lacks a ready curl line for %s:\n%s", s.proxy, out)
+	}
+	demo := upstreamtest.DemoCredentials()[0]
+	resp, first := get(t, s.proxy+"/api/users/1", demo.Username, demo.Password)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "fwd=uri-miss") {
+		t.Fatalf("first request: got %d %q, want 200 miss", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	resp, second := get(t, s.proxy+"/api/users/1", demo.Username, demo.Password)
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "userproxy; hit") || second != first {
+		t.Errorf("second request: got %q, want a hit with the same body", resp.Header.Get("Cache-Status"))
+	}
+
+	_, metrics := get(t, s.admin+"/metrics", "", "")
+	for _, name := range []string{
+		`userproxy_requests_total{cache="hit",code="200"} 1`,
+		`userproxy_requests_total{cache="miss",code="200"} 1`,
+		"userproxy_request_duration_seconds_bucket",
+		`userproxy_upstream_requests_total{code="200"} 1`,
+		"userproxy_upstream_request_duration_seconds_bucket",
+		`userproxy_circuit_breaker_state{breaker="upstream"} 0`,
+		`userproxy_cache_errors_total{op="get"} 0`,
+		"userproxy_coalesced_requests_total 0",
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if resp, body := get(t, s.admin+"/healthz", "", ""); resp.StatusCode != 200 {
+		t.Errorf("/healthz: got %d %q", resp.StatusCode, body)
+	}
+	if resp, body := get(t, s.admin+"/readyz", "", ""); resp.StatusCode != 200 || !strings.Contains(body, `"status":"ok"`) {
+		t.Errorf("/readyz: got %d %q", resp.StatusCode, body)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, demo.Password) {
+		t.Errorf("logs contain the password:\n%s", logs)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	up := upstreamtest.NewServer(t, upstreamtest.Options{Latency: 500 * time.Millisecond})
+	s := start(t, "-upstream-url", up.URL, "-shutdown-timeout", "10s")
+	demo := upstreamtest.DemoCredentials()[0]
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.proxy+"/api/users/2", nil)
+		req.SetBasicAuth(demo.Username, demo.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode}
+	}()
+	// Wait until the request is in flight at the upstream, then stop.
+	deadline := time.Now().Add(5 * time.Second)
+	for up.RequestsFor("2") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never reached the upstream")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.stop()
+
+	// While draining, readiness is withdrawn (the admin listener stays up
+	// until the proxy has drained).
+	if resp, body := get(t, s.admin+"/readyz", "", ""); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
+		t.Errorf("/readyz while draining: got %d %q, want 503 draining", resp.StatusCode, body)
+	}
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK {
+		t.Errorf("in-flight request: got %d, %v; want 200", r.status, r.err)
+	}
+	select {
+	case code := <-s.exit:
+		if code != 0 {
+			t.Errorf("exit status: got %d, want 0", code)
+		}
+		s.exit <- code // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("userproxy did not exit after draining")
+	}
+	// New connections are refused once it has stopped.
+	if _, err := http.Get(s.proxy + "/api/users/2"); err == nil {
+		t.Error("a request after shutdown was accepted")
+	}
+}
