@@ -37,6 +37,9 @@ type Entry struct {
 	Body        []byte    // exact upstream body bytes (never re-encoded)
 	Stored      time.Time // when the upstream answered
 	Expires     time.Time // end of the fresh lifetime (may be earlier than the store TTL; the proxy decides)
+	// Fetch is how long the upstream call that produced the entry took;
+	// the proxy uses it to refresh expensive entries early. Zero if unknown.
+	Fetch time.Duration
 }
 
 // ErrGenerationChanged is returned by Set when the user was invalidated after

@@ -3,13 +3,14 @@ package cache
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 )
 
 // entryVersion is the first byte of every encoded entry. Bump it when the
 // layout changes: old replicas then read new entries as misses (and the other
 // way round) instead of misreading them, which makes rolling upgrades safe.
-const entryVersion = 1
+const entryVersion = 2
 
 // Limits the decoder enforces so that garbage cannot pass as an entry.
 const (
@@ -22,11 +23,12 @@ const (
 //
 // The format is compact and versioned:
 //
-//	version   1 byte (1)
+//	version   1 byte (2)
 //	gen       uvarint
 //	status    uvarint
 //	stored    varint, Unix nanoseconds (0 = zero Time)
 //	expires   varint, Unix nanoseconds (0 = zero Time)
+//	fetch     uvarint, nanoseconds the upstream call took
 //	ctype     uvarint length, then the bytes
 //	body      every remaining byte
 //
@@ -40,6 +42,7 @@ func (e Entry) AppendBinary(dst []byte, gen uint64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendVarint(dst, unixNano(e.Stored))
 	dst = binary.AppendVarint(dst, unixNano(e.Expires))
+	dst = binary.AppendUvarint(dst, uint64(max(e.Fetch, 0)))
 	dst = binary.AppendUvarint(dst, uint64(len(e.ContentType)))
 	dst = append(dst, e.ContentType...)
 	return append(dst, e.Body...)
@@ -73,9 +76,13 @@ func DecodeEntry(b []byte) (e Entry, gen uint64, err error) {
 	status := d.uvarint("status")
 	stored := d.varint("stored time")
 	expires := d.varint("expiry time")
+	fetch := d.uvarint("fetch time")
 	ctLen := d.uvarint("content type length")
 	if d.err != nil {
 		return Entry{}, 0, d.err
+	}
+	if fetch > math.MaxInt64 {
+		return Entry{}, 0, fmt.Errorf("%w: fetch time out of range", ErrCorrupt)
 	}
 	if status < minStatus || status > maxStatus {
 		return Entry{}, 0, fmt.Errorf("%w: status %d out of range", ErrCorrupt, status)
@@ -91,6 +98,7 @@ func DecodeEntry(b []byte) (e Entry, gen uint64, err error) {
 		Body:        body[:len(body):len(body)],
 		Stored:      fromUnixNano(stored),
 		Expires:     fromUnixNano(expires),
+		Fetch:       time.Duration(fetch),
 	}, gen, nil
 }
 

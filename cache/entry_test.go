@@ -27,6 +27,8 @@ func diffEntry(got, want Entry) string {
 		return "stored time differs"
 	case !got.Expires.Equal(want.Expires):
 		return "expiry time differs"
+	case got.Fetch != want.Fetch:
+		return "fetch time differs"
 	}
 	return ""
 }
@@ -39,7 +41,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		gen  uint64
 	}{
 		{"json 200", Entry{Status: 200, ContentType: "application/json", Body: sampleBody,
-			Stored: stored, Expires: stored.Add(30 * time.Second)}, 0},
+			Stored: stored, Expires: stored.Add(30 * time.Second), Fetch: 23 * time.Millisecond}, 0},
 		{"negative 404 with empty body", Entry{Status: 404, ContentType: "application/json; charset=utf-8",
 			Stored: stored, Expires: stored.Add(5 * time.Second)}, 7},
 		{"no content type", Entry{Status: 200, Body: []byte("{}"), Stored: stored, Expires: stored}, 1},
@@ -97,7 +99,7 @@ func TestDecodeEntryRejectsBadInput(t *testing.T) {
 		{"nil", nil},
 		{"empty", []byte{}},
 		{"version 0", []byte{0, 0, 200, 1, 0, 0, 0}},
-		{"version 2", append([]byte{2}, valid[1:]...)},
+		{"next version", append([]byte{entryVersion + 1}, valid[1:]...)},
 		{"text", []byte(`{"id":"42"}`)},
 		{"only the version", []byte{entryVersion}},
 		{"overlong generation varint", append([]byte{entryVersion}, bytes.Repeat([]byte{0xff}, 11)...)},

@@ -55,11 +55,16 @@ type Memory struct {
 	now      func() time.Time
 	genTTL   time.Duration
 
-	mu    sync.Mutex          // protects lru, users, bumps and bytes
+	mu    sync.Mutex          // protects lru, users, bumps, bytes, seq and floor
 	lru   *list.List          // of *memItem, most recently used first
 	users map[string]*memUser // by user id
 	bumps *list.List          // of *memUser that have a generation, oldest bump first
 	bytes int64               // sum of the items' sizes
+	// seq numbers every bump, store-wide, so generations only ever grow:
+	// Invalidate sets a user's generation to the next seq, InvalidateAll
+	// sets floor to it. A user's generation is max(its own, floor).
+	seq   uint64
+	floor uint64
 }
 
 // memUser is one user's generation and items.
@@ -113,11 +118,11 @@ func (m *Memory) Get(_ context.Context, k Key) (e Entry, gen uint64, ok bool, er
 	defer m.mu.Unlock()
 	u := m.users[k.ID]
 	if u == nil {
-		return Entry{}, 0, false, nil
+		return Entry{}, m.floor, false, nil
 	}
 	el := u.items[k.Scope]
 	if el == nil {
-		return Entry{}, u.gen, false, nil
+		return Entry{}, m.genLocked(k.ID), false, nil
 	}
 	it := el.Value.(*memItem)
 	if !m.now().Before(it.expires) {
@@ -129,7 +134,7 @@ func (m *Memory) Get(_ context.Context, k Key) (e Entry, gen uint64, ok bool, er
 	e = it.entry
 	e.Body = make([]byte, len(it.entry.Body))
 	copy(e.Body, it.entry.Body)
-	return e, u.gen, true, nil
+	return e, m.genLocked(k.ID), true, nil
 }
 
 // Set stores e under k for ttl if the user's generation is still gen;
@@ -193,7 +198,8 @@ func (m *Memory) Invalidate(_ context.Context, id string) error {
 		m.lru.Remove(el)
 		delete(u.items, scope)
 	}
-	u.gen++
+	m.seq++
+	u.gen = m.seq
 	u.bumped = now
 	if u.bump == nil {
 		u.bump = m.bumps.PushBack(u)
@@ -221,12 +227,27 @@ func (m *Memory) Bytes() int64 {
 	return m.bytes
 }
 
-// genLocked returns user id's current generation; no record means 0.
+// InvalidateAll drops every entry and moves every user's generation past any
+// value a fill in progress may have read, so none of them can store.
+func (m *Memory) InvalidateAll(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	m.floor = m.seq
+	m.lru.Init()
+	m.bumps.Init()
+	clear(m.users)
+	m.bytes = 0
+	return nil
+}
+
+// genLocked returns user id's current generation: its own, or the floor set
+// by InvalidateAll if that is higher. No record means the floor.
 func (m *Memory) genLocked(id string) uint64 {
 	if u := m.users[id]; u != nil {
-		return u.gen
+		return max(u.gen, m.floor)
 	}
-	return 0
+	return m.floor
 }
 
 // removeLocked deletes one item and forgets its user's record if it is no

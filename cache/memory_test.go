@@ -159,7 +159,11 @@ func TestMemoryForgetsOldGenerations(t *testing.T) {
 	}
 	// User "5" gets an item under its new generation: its record must stay
 	// while the item lives, or the generation would be lost under it.
-	mustSet(t, m, Key{"5", "a"}, e, 3*genTTL, 1)
+	_, gen5, _, _ := m.Get(ctx, Key{"5", "a"})
+	if gen5 == 0 {
+		t.Fatal("user 5's generation is 0 after an Invalidate")
+	}
+	mustSet(t, m, Key{"5", "a"}, e, 3*genTTL, gen5)
 	if got, want := userRecords(m), 1000; got != want {
 		t.Fatalf("got %d generation records, want %d", got, want)
 	}
@@ -171,7 +175,7 @@ func TestMemoryForgetsOldGenerations(t *testing.T) {
 	if got, want := userRecords(m), 2; got != want { // "new" and "5"
 		t.Errorf("got %d generation records after GenerationTTL, want %d", got, want)
 	}
-	mustHit(t, m, Key{"5", "a"}, 1)
+	mustHit(t, m, Key{"5", "a"}, gen5)
 	mustMiss(t, m, Key{"0", "a"}, 0) // forgotten: the generation restarted
 
 	// Once its item is gone, user 5's old record goes too.

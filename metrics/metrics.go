@@ -30,6 +30,14 @@ const (
 	OpDecode     = "decode"
 )
 
+// Reasons an expired entry is served: the closed set of values of the
+// "reason" label of userproxy_stale_served_total.
+const (
+	StaleRevalidate  = "revalidate"   // within -stale-while-revalidate, refreshing in the background
+	StaleError       = "error"        // the upstream failed; within -stale-ttl
+	StaleBreakerOpen = "breaker_open" // the breaker is open; within -stale-ttl
+)
+
 // Breaker state values of userproxy_circuit_breaker_state, as in DESIGN.md.
 const (
 	BreakerClosed   = 0
@@ -55,8 +63,23 @@ type Metrics struct {
 	// Coalesced counts requests that waited on another request's fill
 	// instead of calling the upstream themselves.
 	Coalesced prometheus.Counter
-	// Invalidations counts dropped users by source ("write", "admin").
+	// Invalidations counts invalidations by source: "write" (a user
+	// written through the proxy), "admin" (one user purged), "admin_all"
+	// (everything purged).
 	Invalidations *prometheus.CounterVec
+	// StaleServed counts expired entries served on purpose, by reason:
+	// "revalidate" (stale-while-revalidate), "error" (the upstream failed),
+	// "breaker_open".
+	StaleServed *prometheus.CounterVec
+	// BackgroundRefreshes counts refreshes run off the request path, by
+	// result: "stored", "not_stored" (answered but not cacheable or
+	// refused), "error".
+	BackgroundRefreshes *prometheus.CounterVec
+	// EarlyRefreshes counts refreshes started before expiry (XFetch).
+	EarlyRefreshes prometheus.Counter
+	// StaleSetRefused counts fills whose write was refused because the
+	// user was invalidated while they were in flight.
+	StaleSetRefused prometheus.Counter
 }
 
 // latencyBuckets cover a cache hit (sub-millisecond) up to a slow upstream
@@ -102,11 +125,28 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_invalidations_total",
-			Help: "Users whose cached entries were dropped, by source (write, admin).",
+			Help: "Invalidations by source (write, admin, admin_all).",
 		}, []string{"source"}),
+		StaleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_stale_served_total",
+			Help: "Expired entries served on purpose, by reason (revalidate, error, breaker_open).",
+		}, []string{"reason"}),
+		BackgroundRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_background_refreshes_total",
+			Help: "Refreshes run off the request path, by result (stored, not_stored, error).",
+		}, []string{"result"}),
+		EarlyRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userproxy_early_refreshes_total",
+			Help: "Refreshes started before expiry by probabilistic early refresh.",
+		}),
+		StaleSetRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userproxy_stale_set_refused_total",
+			Help: "Fills not stored because the user was invalidated while they were in flight.",
+		}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamRequests,
-		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.Invalidations)
+		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.Invalidations,
+		m.StaleServed, m.BackgroundRefreshes, m.EarlyRefreshes, m.StaleSetRefused)
 
 	// Pre-create the series dashboards and alerts divide by, so a rate()
 	// over them exists from the first scrape instead of appearing on the
@@ -116,6 +156,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, op := range []string{OpGet, OpSet, OpInvalidate, OpDecode} {
 		m.CacheErrors.WithLabelValues(op)
+	}
+	for _, r := range []string{StaleRevalidate, StaleError, StaleBreakerOpen} {
+		m.StaleServed.WithLabelValues(r)
+	}
+	for _, s := range []string{"write", "admin", "admin_all"} {
+		m.Invalidations.WithLabelValues(s)
 	}
 	m.BreakerState.WithLabelValues("upstream").Set(BreakerClosed)
 	return m

@@ -24,9 +24,13 @@ type AdminOptions struct {
 	// Breaker reports the upstream breaker state ("closed", "half-open",
 	// "open") for /readyz. Nil leaves it out.
 	Breaker func() string
+	// Purge serves /admin/cache and below (see Handler.Purge). Nil leaves
+	// those paths unserved (404).
+	Purge http.Handler
 }
 
-// Admin serves the admin listener: /metrics, /healthz, /readyz.
+// Admin serves the admin listener: /metrics, /healthz, /readyz, and the
+// purge endpoints.
 type Admin struct {
 	mux      *http.ServeMux
 	ping     func(ctx context.Context) error
@@ -45,6 +49,10 @@ func NewAdmin(opts AdminOptions) *Admin {
 		w.Write([]byte("ok\n"))
 	})
 	a.mux.HandleFunc("GET /readyz", a.readyz)
+	if opts.Purge != nil {
+		a.mux.Handle("/admin/cache", opts.Purge)
+		a.mux.Handle("/admin/cache/", opts.Purge)
+	}
 	return a
 }
 

@@ -63,7 +63,10 @@ func (h *Handler) classify(err error) failure {
 		return failure{status: http.StatusBadGateway, fwdStatus: http.StatusOK, detail: "invalid-json",
 			msg: "upstream response is not valid JSON"}
 	default:
-		return failure{status: http.StatusBadGateway, detail: "connection-error", msg: "upstream unreachable"}
+		// Connection refused or reset: the upstream is not there, which
+		// is "unavailable", not a bad answer.
+		return failure{status: http.StatusServiceUnavailable, detail: "connection-error", retryAfter: "1",
+			msg: "upstream unreachable"}
 	}
 }
 

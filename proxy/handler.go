@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +39,30 @@ type Options struct {
 	TTL time.Duration
 	// NegativeTTL is the lifetime of a cached 404. Default 10s.
 	NegativeTTL time.Duration
+	// StaleWhileRevalidate is how long past its fresh lifetime a 200 is
+	// still served at once while one background refresh runs. Zero
+	// disables it.
+	StaleWhileRevalidate time.Duration
+	// StaleIfError is how long past its fresh lifetime a 200 may be served
+	// when the upstream fails or the breaker is open. Zero disables it. A
+	// 404 is never served past its lifetime.
+	StaleIfError time.Duration
+	// TTLJitter shortens each stored lifetime by a random fraction in
+	// [0, TTLJitter), so entries filled together do not expire together.
+	// Lifetimes are only ever shortened: no entry is fresher than TTL says.
+	// Zero disables it; must be below 1.
+	TTLJitter float64
+	// EarlyRefreshBeta tunes probabilistic early refresh (XFetch): a hit
+	// refreshes in the background before expiry with a probability that
+	// grows as expiry nears and with how long the upstream call took.
+	// 1 is the standard setting, above 1 refreshes earlier. Zero disables it.
+	EarlyRefreshBeta float64
+	// IgnoreClientCacheControl, when true, makes the proxy ignore the
+	// client's Cache-Control no-cache / no-store. False honours them.
+	IgnoreClientCacheControl bool
+	// Rand returns a uniform random number in [0, 1) for jitter and early
+	// refresh. Nil means math/rand/v2.Float64; tests inject a sequence.
+	Rand func() float64
 	// CacheTimeout bounds each cache operation, so a slow cache costs at
 	// most this much per request before the proxy fails open. Default 50ms.
 	CacheTimeout time.Duration
@@ -74,6 +101,12 @@ type Handler struct {
 	injectScope string
 	ttl         time.Duration
 	negTTL      time.Duration
+	swr         time.Duration
+	staleErr    time.Duration
+	jitter      float64
+	beta        float64
+	honorCC     bool
+	rand        func() float64
 	cacheTO     time.Duration
 	fillTO      time.Duration
 	validID     func(string) bool
@@ -82,7 +115,14 @@ type Handler struct {
 	log         *slog.Logger
 	now         func() time.Time
 
-	flights singleflight.Group // fills in progress, keyed by id NUL scope
+	flights singleflight.Group // fills in progress, keyed by flightKey
+
+	// Background refreshes belong to the handler: bg cancels them on
+	// Close, and refreshes waits for them.
+	bg         context.Context
+	stopBG     context.CancelFunc
+	refreshes  sync.WaitGroup
+	refreshing sync.Map // flight keys with a background refresh running
 }
 
 // New returns a Handler for opts.
@@ -100,6 +140,12 @@ func New(opts Options) (*Handler, error) {
 		inject:   opts.Inject,
 		ttl:      orDefault(opts.TTL, 60*time.Second),
 		negTTL:   orDefault(opts.NegativeTTL, 10*time.Second),
+		swr:      max(opts.StaleWhileRevalidate, 0),
+		staleErr: max(opts.StaleIfError, 0),
+		jitter:   min(max(opts.TTLJitter, 0), 0.99),
+		beta:     max(opts.EarlyRefreshBeta, 0),
+		honorCC:  !opts.IgnoreClientCacheControl,
+		rand:     opts.Rand,
 		cacheTO:  orDefault(opts.CacheTimeout, 50*time.Millisecond),
 		fillTO:   orDefault(opts.FillTimeout, 5*time.Second),
 		validID:  opts.ValidID,
@@ -119,6 +165,10 @@ func New(opts Options) (*Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	if h.rand == nil {
+		h.rand = rand.Float64
+	}
+	h.bg, h.stopBG = context.WithCancel(context.Background())
 	if h.inject != nil {
 		h.injectScope = h.scopes.scope(*h.inject)
 	}

@@ -94,6 +94,9 @@ type envOptions struct {
 	inject   *upstream.Credentials
 	timeout  time.Duration
 	proxy    func(*proxy.Options)
+	// wrapUpstream, if set, puts a handler of the test's in front of the
+	// fake upstream (to hold or alter its answers).
+	wrapUpstream func(http.Handler) http.Handler
 }
 
 func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
@@ -104,9 +107,15 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
+	upURL := e.up.URL
+	if o.wrapUpstream != nil {
+		wrapped := httptest.NewServer(o.wrapUpstream(e.up.Handler))
+		t.Cleanup(wrapped.Close)
+		upURL = wrapped.URL
+	}
 	var err error
 	e.client, err = upstream.New(upstream.Options{
-		BaseURL: e.up.URL, Inject: o.inject, Timeout: timeout, Breaker: o.breaker,
+		BaseURL: upURL, Inject: o.inject, Timeout: timeout, Breaker: o.breaker,
 		Observe: func(status int, _ error, d time.Duration) {
 			e.m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
 		},
@@ -115,7 +124,7 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 		t.Fatalf("upstream.New: %v", err)
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
-	base, _ := url.Parse(e.up.URL)
+	base, _ := url.Parse(upURL)
 	opts := proxy.Options{
 		Store: store, Upstream: e.client, KeySecret: []byte("test-secret-0123456789"),
 		Inject: o.inject, Metrics: e.m, Now: e.clock.Now, PassthroughURL: base,
@@ -210,3 +219,28 @@ var (
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func testutilValue(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// getWith sends a GET with one extra request header.
+func (e *env) getWith(id string, cred upstreamtest.Credential, name, value string) response {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/users/"+id, nil)
+	req.SetBasicAuth(cred.Username, cred.Password)
+	req.Header.Set(name, value)
+	return e.send(req)
+}
+
+// putRequest is a PUT for the fake upstream itself, to change a user behind
+// the proxy's back.
+func putRequest(t *testing.T, id string, cred upstreamtest.Credential, body string) *http.Request {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPut, "/api/users/"+id, strings.NewReader(body))
+	req.SetBasicAuth(cred.Username, cred.Password)
+	return req
+}
+
+// nopWriter discards a response.
+type nopWriter struct{}
+
+func (nopWriter) Header() http.Header         { return http.Header{} }
+func (nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (nopWriter) WriteHeader(int)             {}

@@ -9,17 +9,25 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
-// forEachStore runs f once per store kind, each with a fresh store.
-func forEachStore(t *testing.T, f func(t *testing.T, e func(envOptions) *env)) {
+// forEachStore runs f once per store kind, each with a fresh store. build
+// makes the env; newEnvFn unless a test needs other defaults.
+func forEachStore(t *testing.T, f func(t *testing.T, e func(envOptions) *env), build ...func(*testing.T, proxy.Store, envOptions) *env) {
+	mk := newEnvFn
+	if len(build) > 0 {
+		mk = build[0]
+	}
 	for _, sk := range storeKinds {
 		t.Run(sk.name, func(t *testing.T) {
-			f(t, func(o envOptions) *env { return newEnv(t, sk.new(t), o) })
+			f(t, func(o envOptions) *env { return mk(t, sk.new(t), o) })
 		})
 	}
 }
+
+var newEnvFn = newEnv
 
 func TestMissThenHit(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {

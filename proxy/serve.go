@@ -33,6 +33,30 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e cache.Entry
 	h.observe(result, e.Status, start)
 }
 
+// serveStale answers from an expired entry, on purpose: while it is being
+// revalidated, or because the upstream failed. params carries the reason
+// (fwd-status and/or detail); ttl is negative, how long ago it expired.
+func (h *Handler) serveStale(w http.ResponseWriter, r *http.Request, e cache.Entry, start time.Time, reason, params string) {
+	hdr := w.Header()
+	hdr.Set("Cache-Status", "userproxy; hit; fwd=stale"+params+"; ttl="+strconv.FormatInt(-seconds(start.Sub(e.Expires)), 10))
+	hdr.Set("Age", strconv.FormatInt(seconds(start.Sub(e.Stored)), 10))
+	writeEntry(w, r, e)
+	h.m.StaleServed.WithLabelValues(reason).Inc()
+	h.observe(metrics.CacheStale, e.Status, start)
+}
+
+// fwdParams renders the fwd-status and detail parameters, each if set.
+func fwdParams(fwdStatus int, detail string) string {
+	s := ""
+	if fwdStatus != 0 {
+		s += "; fwd-status=" + strconv.Itoa(fwdStatus)
+	}
+	if detail != "" {
+		s += "; detail=" + detail
+	}
+	return s
+}
+
 // missStatus builds the Cache-Status of a forwarded request.
 func missStatus(fwdStatus int, detail string, stored, collapsed bool) string {
 	s := "userproxy; fwd=uri-miss"

@@ -30,13 +30,35 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		return
 	}
 	key := cache.Key{ID: id, Scope: scope}
-
-	if e, _, ok := h.lookup(r.Context(), key); ok && start.Before(e.Expires) {
-		h.serveHit(w, r, e, start)
+	dir := h.clientDirectives(r)
+	if dir.noStore {
+		h.serveNoStore(w, r, key, cred, start)
 		return
 	}
 
-	res, collapsed, err := h.fill(r.Context(), key, cred)
+	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
+	var haveStale bool
+	if !dir.noCache {
+		if e, _, ok := h.lookup(r.Context(), key); ok {
+			switch {
+			case start.Before(e.Expires):
+				if h.refreshEarly(e, start) {
+					h.m.EarlyRefreshes.Inc()
+					h.refreshInBackground(key, cred, true)
+				}
+				h.serveHit(w, r, e, start)
+				return
+			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
+				h.refreshInBackground(key, cred, false)
+				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
+				return
+			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
+				stale, haveStale = e, true
+			}
+		}
+	}
+
+	res, collapsed, err := h.fill(r.Context(), key, cred, dir.noCache)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
@@ -46,6 +68,14 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	switch {
 	case res.err != nil:
 		f := h.classify(res.err)
+		if haveStale {
+			reason := metrics.StaleError
+			if f.detail == "breaker-open" {
+				reason = metrics.StaleBreakerOpen
+			}
+			h.serveStale(w, r, stale, start, reason, fwdParams(f.fwdStatus, f.detail))
+			return
+		}
 		w.Header().Set("Cache-Status", missStatus(f.fwdStatus, f.detail, false, collapsed))
 		if f.retryAfter != "" {
 			w.Header().Set("Retry-After", f.retryAfter)
@@ -55,19 +85,42 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	case res.fromCache:
 		h.serveHit(w, r, res.entry, start)
 	default:
-		hdr := w.Header()
-		for k, v := range res.header {
-			hdr[k] = v
-		}
 		detail := ""
 		if res.cacheErr {
 			detail = "cache-unavailable"
 		}
-		hdr.Set("Cache-Status", missStatus(res.entry.Status, detail, res.stored, collapsed))
-		hdr.Set("Age", "0")
-		writeEntry(w, r, res.entry)
-		h.observe(metrics.CacheMiss, res.entry.Status, start)
+		h.serveFetched(w, r, res, missStatus(res.entry.Status, detail, res.stored, collapsed), metrics.CacheMiss, start)
 	}
+}
+
+// serveNoStore answers a client that asked for Cache-Control: no-store: the
+// cache is neither read nor written, so the call is not coalesced either
+// (nothing it could share).
+func (h *Handler) serveNoStore(w http.ResponseWriter, r *http.Request, k cache.Key, cred upstream.Credentials, start time.Time) {
+	res := h.fetch(r.Context(), k, cred)
+	if res.err != nil {
+		f := h.classify(res.err)
+		w.Header().Set("Cache-Status", "userproxy; fwd=request"+fwdParams(f.fwdStatus, f.detail))
+		if f.retryAfter != "" {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		writeJSONError(w, f.status, f.msg)
+		h.observe(metrics.CacheError, f.status, start)
+		return
+	}
+	h.serveFetched(w, r, res, "userproxy; fwd=request"+fwdParams(res.entry.Status, ""), metrics.CacheBypass, start)
+}
+
+// serveFetched writes an answer the upstream has just given.
+func (h *Handler) serveFetched(w http.ResponseWriter, r *http.Request, res *fillResult, cacheStatus, result string, start time.Time) {
+	hdr := w.Header()
+	for k, v := range res.header {
+		hdr[k] = v
+	}
+	hdr.Set("Cache-Status", cacheStatus)
+	hdr.Set("Age", "0")
+	writeEntry(w, r, res.entry)
+	h.observe(result, res.entry.Status, start)
 }
 
 // credentials returns the credentials for the upstream call and the scope
@@ -104,25 +157,27 @@ func (h *Handler) lookup(ctx context.Context, k cache.Key) (cache.Entry, uint64,
 type fillResult struct {
 	entry     cache.Entry // answer to serve: a cached entry or the upstream's answer
 	header    map[string][]string
-	fromCache bool  // the re-check inside the fill found a fresh entry
-	stored    bool  // entry was written to the cache
-	cacheErr  bool  // the cache could not be read, so nothing was stored
-	err       error // no usable answer; classify decides the status
+	ttl       time.Duration // fresh lifetime, if the answer is cacheable
+	fromCache bool          // the re-check inside the fill found a fresh entry
+	stored    bool          // entry was written to the cache
+	cacheErr  bool          // the cache could not be read, so nothing was stored
+	err       error         // no usable answer; classify decides the status
 }
 
-// fill returns the answer for k, making at most one upstream call per key at
-// a time in this process. err is non-nil only when ctx ended before the
-// fill did; the fill itself carries on for the other waiters and the cache.
-func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials) (res *fillResult, collapsed bool, err error) {
+// fill returns the answer for k, making at most one upstream call per flight
+// key at a time in this process. force skips answering from the cache. err is
+// non-nil only when ctx ended before the fill did; the fill itself carries on
+// for the other waiters and the cache.
+func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool) (res *fillResult, collapsed bool, err error) {
 	var leader atomic.Bool
-	ch := h.flights.DoChan(k.ID+"\x00"+k.Scope, func() (any, error) {
+	ch := h.flights.DoChan(flightKey(k, force), func() (any, error) {
 		leader.Store(true)
 		// Detached from the client that happens to lead: its leaving
 		// must neither cancel the other waiters' answer nor count as an
 		// upstream failure. Bounded by FillTimeout instead.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTO)
 		defer cancel()
-		return h.doFill(fctx, k, cred), nil
+		return h.doFill(fctx, k, cred, force), nil
 	})
 	select {
 	case r := <-ch:
@@ -136,21 +191,37 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 }
 
 // doFill runs inside the single flight for k.
-func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials) *fillResult {
+func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool) *fillResult {
 	// Re-check the cache inside the flight: a flight for this key that
 	// finished between our lookup and this call has already stored the
 	// answer, and must not cost a second upstream call. The generation read
-	// here is the one the store checks when we write.
+	// here, before the upstream call, is the one the store checks when we
+	// write: an invalidation in between makes the write a no-op.
 	cctx, cancel := context.WithTimeout(ctx, h.cacheTO)
 	e, gen, ok, err := h.store.Get(cctx, k)
 	cancel()
 	cacheErr := err != nil
 	if cacheErr {
 		h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
-	} else if ok && h.now().Before(e.Expires) {
+	} else if ok && !force && h.now().Before(e.Expires) {
 		return &fillResult{entry: e, fromCache: true}
 	}
 
+	res := h.fetch(ctx, k, cred)
+	if res.err != nil || res.ttl == 0 {
+		return res
+	}
+	res.cacheErr = cacheErr
+	if !cacheErr {
+		res.stored = h.store1(ctx, k, res.entry, h.retention(res.entry.Status, res.ttl), gen)
+	}
+	return res
+}
+
+// fetch calls the upstream and sorts its answer: data to store (ttl > 0),
+// an answer to pass on unstored, or an error.
+func (h *Handler) fetch(ctx context.Context, k cache.Key, cred upstream.Credentials) *fillResult {
+	began := h.now()
 	resp, err := h.upstream.Fetch(ctx, k.ID, cred)
 	if err != nil {
 		h.log.Warn("upstream fetch failed", "id", k.ID, "err", err)
@@ -162,6 +233,7 @@ func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credent
 		ContentType: resp.Header.Get("Content-Type"),
 		Body:        resp.Body,
 		Stored:      now,
+		Fetch:       now.Sub(began),
 	}
 	var ttl time.Duration
 	switch {
@@ -170,9 +242,9 @@ func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credent
 			h.log.Warn("upstream body is not JSON; not stored", "id", k.ID)
 			return &fillResult{err: errInvalidJSON}
 		}
-		ttl = h.ttl
+		ttl = h.jittered(h.ttl)
 	case resp.Status == http.StatusNotFound:
-		ttl = h.negTTL
+		ttl = h.jittered(h.negTTL)
 	case resp.Status == http.StatusTooManyRequests || resp.Status >= 500:
 		return &fillResult{err: &upstreamStatusError{status: resp.Status, retryAfter: resp.Header.Get("Retry-After")}}
 	default:
@@ -181,11 +253,7 @@ func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credent
 		return &fillResult{entry: entry, header: passHeaders(resp.Header)}
 	}
 	entry.Expires = now.Add(ttl)
-	res := &fillResult{entry: entry, cacheErr: cacheErr}
-	if !cacheErr {
-		res.stored = h.store1(ctx, k, entry, ttl, gen)
-	}
-	return res
+	return &fillResult{entry: entry, ttl: ttl}
 }
 
 // store1 writes one entry within the cache budget and reports whether it was
@@ -199,6 +267,7 @@ func (h *Handler) store1(ctx context.Context, k cache.Key, e cache.Entry, ttl ti
 	case err == nil:
 		return true
 	case errors.Is(err, cache.ErrGenerationChanged):
+		h.m.StaleSetRefused.Inc()
 		return false
 	default:
 		h.m.CacheErrors.WithLabelValues(metrics.OpSet).Inc()
