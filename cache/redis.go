@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 )
 
 // RedisOptions configures a Redis store. A zero field means the documented
@@ -22,6 +23,9 @@ type RedisOptions struct {
 	// follows it — by a wide margin: if the key expired in between, a fill
 	// that raced an invalidation could be stored. Zero means 24h.
 	GenerationTTL time.Duration
+
+	// Breaker configures the circuit breaker around every Redis call.
+	Breaker BreakerOptions
 }
 
 const (
@@ -48,6 +52,7 @@ type Redis struct {
 	genTTL     time.Duration
 	set        *redis.Script // setScript
 	invalidate *redis.Script // invalidateScript
+	breaker    *gobreaker.CircuitBreaker[struct{}]
 }
 
 // NewRedis returns a store that uses client, which the caller owns and closes.
@@ -66,6 +71,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		genTTL:     opts.GenerationTTL,
 		set:        redis.NewScript(setScript),
 		invalidate: redis.NewScript(invalidateScript),
+		breaker:    newStoreBreaker(opts.Breaker),
 	}
 }
 
@@ -120,7 +126,11 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
-	vals, err := r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+	var vals []any
+	err = r.guard(func() (err error) {
+		vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+		return err
+	})
 	if err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
@@ -176,7 +186,11 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen 
 	ttlMS := max(ttl.Milliseconds(), 1)
 	val := e.AppendBinary(make([]byte, 0, e.encodedLen()), gen)
 	keys := []string{r.genKey(k.ID), r.entryKey(k)}
-	stored, err := r.set.Run(ctx, r.client, keys, strconv.FormatUint(gen, 10), val, ttlMS).Int()
+	var stored int
+	err := r.guard(func() (err error) {
+		stored, err = r.set.Run(ctx, r.client, keys, strconv.FormatUint(gen, 10), val, ttlMS).Int()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("storing cache entry: %w", err)
 	}
@@ -193,14 +207,17 @@ func (r *Redis) Invalidate(ctx context.Context, id string) error {
 	if err := ValidateKey(id, ""); err != nil {
 		return fmt.Errorf("invalidating cached user: %w", err)
 	}
-	err := r.invalidate.Run(ctx, r.client, []string{r.genKey(id)}, r.genTTL.Milliseconds()).Err()
+	err := r.guard(func() error {
+		return r.invalidate.Run(ctx, r.client, []string{r.genKey(id)}, r.genTTL.Milliseconds()).Err()
+	})
 	if err != nil {
 		return fmt.Errorf("invalidating cached user: %w", err)
 	}
 	return nil
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers. It bypasses the circuit breaker, so
+// that readiness reports what Redis does now, not what it did.
 func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("pinging redis: %w", err)

@@ -65,7 +65,8 @@ type Metrics struct {
 	Coalesced prometheus.Counter
 	// Invalidations counts invalidations by source: "write" (a user
 	// written through the proxy), "admin" (one user purged), "admin_all"
-	// (everything purged).
+	// (everything purged), "retry" (one that failed while the cache was
+	// unreachable, applied once it answered again).
 	Invalidations *prometheus.CounterVec
 	// StaleServed counts expired entries served on purpose, by reason:
 	// "revalidate" (stale-while-revalidate), "error" (the upstream failed),
@@ -125,7 +126,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_invalidations_total",
-			Help: "Invalidations by source (write, admin, admin_all).",
+			Help: "Invalidations by source (write, admin, admin_all, retry).",
 		}, []string{"source"}),
 		StaleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_stale_served_total",
@@ -160,10 +161,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{StaleRevalidate, StaleError, StaleBreakerOpen} {
 		m.StaleServed.WithLabelValues(r)
 	}
-	for _, s := range []string{"write", "admin", "admin_all"} {
+	for _, s := range []string{"write", "admin", "admin_all", "retry"} {
 		m.Invalidations.WithLabelValues(s)
 	}
 	m.BreakerState.WithLabelValues("upstream").Set(BreakerClosed)
+	m.BreakerState.WithLabelValues("cache").Set(BreakerClosed)
 	return m
 }
 

@@ -123,6 +123,8 @@ type Handler struct {
 	stopBG     context.CancelFunc
 	refreshes  sync.WaitGroup
 	refreshing sync.Map // flight keys with a background refresh running
+
+	pending pendingInvalidations // invalidations to retry once the cache answers
 }
 
 // New returns a Handler for opts.
@@ -209,7 +211,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // admits no '%', so escapes never reach a custom rule undecoded.
 func (h *Handler) checkID(w http.ResponseWriter, raw string) (string, bool) {
 	id, err := url.PathUnescape(raw)
-	if err != nil || strings.Contains(raw, "/") || !h.validID(id) {
+	if err != nil || strings.Contains(raw, "/") || id == "." || id == ".." || !h.validID(id) {
+		w.Header().Set("Cache-Status", statusInvalidID)
 		writeJSONError(w, http.StatusBadRequest, "invalid user id")
 		return "", false
 	}

@@ -138,6 +138,7 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 		t.Fatalf("proxy.New: %v", err)
 	}
 	e.srv = httptest.NewServer(e.h)
+	t.Cleanup(e.h.Close) // runs after the server has closed
 	t.Cleanup(e.srv.Close)
 	return e
 }

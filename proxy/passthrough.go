@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/userproxy/userproxy/metrics"
@@ -54,6 +55,12 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID strin
 // serveBypass passes any other request through uncached.
 func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	if !safePath(r.URL.EscapedPath()) {
+		w.Header().Set("Cache-Status", "userproxy; detail=invalid-path")
+		writeJSONError(w, http.StatusBadRequest, "invalid path: encoded slashes, NUL and dot segments are not accepted")
+		h.observe(metrics.CacheError, http.StatusBadRequest, start)
+		return
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		w.Header().Set("Cache-Status", statusBypass)
 	} else {
@@ -81,15 +88,23 @@ func (h *Handler) invalidateOnWrite(resp *http.Response) error {
 	}
 	// The write has happened upstream whether or not this client stays to
 	// read the answer, so the invalidation must not be cancelled with it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), h.cacheTO)
-	defer cancel()
-	if err := h.store.Invalidate(ctx, id); err != nil {
-		h.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
-		h.log.Warn("invalidation after write failed; entries expire with their TTL", "id", id, "err", err)
-		return nil
-	}
-	h.m.Invalidations.WithLabelValues("write").Inc()
+	h.invalidate(context.WithoutCancel(resp.Request.Context()), id, "write")
 	return nil
+}
+
+// safePath reports whether an escaped path means the same to every server
+// that decodes or normalises it: no segment decodes to contain a slash,
+// backslash or NUL, and none is a dot segment. Otherwise /api/users%2F1 or
+// /api/x/../users/1 would reach the upstream's user route around the cache
+// and its checks.
+func safePath(escaped string) bool {
+	for seg := range strings.SplitSeq(escaped, "/") {
+		dec, err := url.PathUnescape(seg)
+		if err != nil || dec == "." || dec == ".." || strings.ContainsAny(dec, "/\\\x00") {
+			return false
+		}
+	}
+	return true
 }
 
 // statusWriter records the status code written through it.

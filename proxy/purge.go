@@ -61,11 +61,10 @@ func (h *Handler) Purge(token string) http.Handler {
 			if !ok {
 				return
 			}
-			if err := h.store.Invalidate(ctx, id); err != nil {
-				h.purgeFailed(w, err)
+			if err := h.invalidate(ctx, id, "admin"); err != nil {
+				writeJSONError(w, http.StatusServiceUnavailable, "cache purge failed: cache unavailable; it will be retried when the cache answers")
 				return
 			}
-			h.m.Invalidations.WithLabelValues("admin").Inc()
 			writeJSON(w, map[string]string{"purged": "user", "id": id})
 		default:
 			writeJSONError(w, http.StatusNotFound, "not found: DELETE /admin/cache/users/{id} or DELETE /admin/cache")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/userproxy/userproxy/proxy"
@@ -114,4 +115,30 @@ func TestPurgeAll(t *testing.T) {
 			t.Errorf(`invalidations_total{source="admin_all"}: got %v, want 1`, got)
 		}
 	})
+}
+
+// TestInvalidationRetriedAfterCacheOutage: a write made while Redis is
+// unreachable must still drop the user's entries once Redis is back — and
+// the old entry must not be served in between.
+func TestInvalidationRetriedAfterCacheOutage(t *testing.T) {
+	mr := miniredis.RunT(t)
+	e := newEnv(t, redisStore(t, "redis://"+mr.Addr()), envOptions{})
+	old := e.get("50", alice).body
+	e.get("50", bob)
+	mr.Close()
+	if r := e.do(http.MethodPut, "/api/users/50", alice, `{"first_name":"DuringOutage"}`); r.status != http.StatusOK {
+		t.Fatalf("PUT during the outage: got %d %q", r.status, r.body)
+	}
+	if err := mr.Restart(); err != nil { // the old entry is still in Redis
+		t.Fatal(err)
+	}
+	r := e.get("50", alice)
+	if r.body == old {
+		t.Fatalf("after the outage: served the pre-write body (%s)", r.header.Get("Cache-Status"))
+	}
+	waitFor(t, "the retried invalidation", func() bool {
+		return testutil.ToFloat64(e.m.Invalidations.WithLabelValues("retry")) == 1
+	})
+	r = e.get("50", bob)
+	e.want(r, http.StatusOK, "userproxy; fwd=uri-miss; fwd-status=200; stored") // bob's pre-write entry is gone
 }

@@ -47,6 +47,11 @@ func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, fo
 func (h *Handler) Close() {
 	h.stopBG()
 	h.refreshes.Wait()
+	if h.passthrough != nil {
+		if t, ok := h.passthrough.Transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
 }
 
 // flightKey names the single flight for k. Forced fills (no-cache requests,

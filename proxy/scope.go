@@ -27,6 +27,7 @@ var (
 	errNotBase64         = errors.New("malformed credentials: Basic credentials are not valid base64")
 	errNoColon           = errors.New("malformed credentials: Basic credentials must be username:password")
 	errEmptyUsername     = errors.New("malformed credentials: empty username")
+	errManyCredentials   = errors.New("malformed credentials: more than one Authorization header")
 )
 
 // parseBasic extracts HTTP Basic credentials from an Authorization header

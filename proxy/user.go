@@ -17,7 +17,6 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	start := h.now()
 	id, ok := h.checkID(w, rawID)
 	if !ok {
-		w.Header().Set("Cache-Status", statusInvalidID)
 		h.observe(metrics.CacheError, http.StatusBadRequest, start)
 		return
 	}
@@ -39,7 +38,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
 	var haveStale bool
 	if !dir.noCache {
-		if e, _, ok := h.lookup(r.Context(), key); ok {
+		if e, _, ok, _ := h.lookup(r.Context(), key); ok {
 			switch {
 			case start.Before(e.Expires):
 				if h.refreshEarly(e, start) {
@@ -130,7 +129,19 @@ func (h *Handler) credentials(r *http.Request) (upstream.Credentials, string, er
 	if h.inject != nil {
 		return *h.inject, h.injectScope, nil
 	}
-	cred, err := parseBasic(r.Header.Get("Authorization"))
+	auth := r.Header.Values("Authorization")
+	if len(auth) > 1 {
+		// Which one would the upstream use? Refuse rather than guess:
+		// the scope must describe exactly the credentials sent on.
+		return upstream.Credentials{}, "", errManyCredentials
+	}
+	var cred upstream.Credentials
+	var err error
+	if len(auth) == 1 {
+		cred, err = parseBasic(auth[0])
+	} else {
+		err = errNoCredentials
+	}
 	if err != nil {
 		return upstream.Credentials{}, "", err
 	}
@@ -138,18 +149,25 @@ func (h *Handler) credentials(r *http.Request) (upstream.Credentials, string, er
 }
 
 // lookup reads the cache within the cache budget. A cache failure is
-// counted and reported as a miss: the cache is an optimisation, never a
-// dependency.
-func (h *Handler) lookup(ctx context.Context, k cache.Key) (cache.Entry, uint64, bool) {
+// counted and reported as a miss (err says so): the cache is an
+// optimisation, never a dependency.
+func (h *Handler) lookup(ctx context.Context, k cache.Key) (e cache.Entry, gen uint64, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
 	defer cancel()
-	e, gen, ok, err := h.store.Get(ctx, k)
+	e, gen, ok, err = h.store.Get(ctx, k)
 	if err != nil {
 		h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
 		h.log.Warn("cache read failed; treating as a miss", "id", k.ID, "err", err)
-		return cache.Entry{}, 0, false
+		return cache.Entry{}, 0, false, err
 	}
-	return e, gen, ok
+	// Written while the cache was unreachable: this entry may predate the
+	// write, whose invalidation has not been applied yet. (Checked before
+	// retrying, which could apply it after this read.)
+	if ok && h.pending.has(k.ID) {
+		ok = false
+	}
+	h.retryPending()
+	return e, gen, ok, nil
 }
 
 // fillResult is the outcome of one fill, shared by every request that
@@ -197,13 +215,9 @@ func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credent
 	// answer, and must not cost a second upstream call. The generation read
 	// here, before the upstream call, is the one the store checks when we
 	// write: an invalidation in between makes the write a no-op.
-	cctx, cancel := context.WithTimeout(ctx, h.cacheTO)
-	e, gen, ok, err := h.store.Get(cctx, k)
-	cancel()
+	e, gen, ok, err := h.lookup(ctx, k)
 	cacheErr := err != nil
-	if cacheErr {
-		h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
-	} else if ok && !force && h.now().Before(e.Expires) {
+	if ok && !force && h.now().Before(e.Expires) {
 		return &fillResult{entry: e, fromCache: true}
 	}
 

@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// ErrUnavailable is returned (wrapped) by the Redis store's operations while
+// its circuit breaker is open: Redis failed repeatedly, and the store does not
+// try it again until the breaker lets a trial call through. Callers treat it
+// like any cache error: fail open to the upstream.
+var ErrUnavailable = errors.New("cache: redis unavailable (circuit breaker open)")
+
+// BreakerOptions configures the Redis store's circuit breaker. Zero values
+// are documented defaults.
+type BreakerOptions struct {
+	// Failures is how many consecutive failed operations open the breaker.
+	// Zero means 5: a blip of one or two timeouts does not, a dead Redis
+	// does within a handful of requests.
+	Failures uint32
+	// OpenTimeout is how long the breaker stays open before one trial
+	// operation is let through. Zero means 1s: a dead Redis then costs one
+	// timeout per second per replica, and a recovered one is used again
+	// within a second.
+	OpenTimeout time.Duration
+	// OnStateChange, if non-nil, is called on every transition (wire it to
+	// metrics). It runs under the breaker's lock: it must not call the store.
+	OnStateChange func(from, to gobreaker.State)
+}
+
+// newStoreBreaker builds the breaker that guards Redis calls. Failures are
+// errors from Redis, including timeouts; a caller's own cancellation is not
+// Redis's fault and is not counted.
+func newStoreBreaker(o BreakerOptions) *gobreaker.CircuitBreaker[struct{}] {
+	if o.Failures == 0 {
+		o.Failures = 5
+	}
+	if o.OpenTimeout <= 0 {
+		o.OpenTimeout = time.Second
+	}
+	s := gobreaker.Settings{
+		Name:        "cache",
+		MaxRequests: 1,
+		Timeout:     o.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.Failures },
+		IsExcluded:  func(err error) bool { return errors.Is(err, context.Canceled) },
+	}
+	if o.OnStateChange != nil {
+		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(from, to) }
+	}
+	return gobreaker.NewCircuitBreaker[struct{}](s)
+}
+
+// guard runs op through the breaker. While the breaker is open it returns an
+// error wrapping ErrUnavailable at once, without touching Redis.
+func (r *Redis) guard(op func() error) error {
+	_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, op() })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// BreakerState reports the state of the store's circuit breaker.
+func (r *Redis) BreakerState() gobreaker.State { return r.breaker.State() }

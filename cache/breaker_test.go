@@ -1,0 +1,83 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/userproxy/userproxy/internal/redistest"
+)
+
+func TestRedisBreakerOpensOnDeadRedisAndRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	client, err := NewUniversalClient(srv.URL(), ClientOptions{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	var mu sync.Mutex // protects changes
+	var changes []gobreaker.State
+	r := NewRedis(client, RedisOptions{Breaker: BreakerOptions{
+		Failures: 3, OpenTimeout: 100 * time.Millisecond,
+		OnStateChange: func(_, to gobreaker.State) { mu.Lock(); changes = append(changes, to); mu.Unlock() },
+	}})
+	ctx := context.Background()
+	k := Key{"1", "s"}
+	e := Entry{Status: 200, Body: []byte(`[]`)}
+	if err := r.Set(ctx, k, e, time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Kill()
+	for i := range 3 {
+		if _, _, _, err := r.Get(ctx, k); err == nil || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Get %d on a dead Redis: got %v, want a Redis error", i, err)
+		}
+	}
+	if got := r.BreakerState(); got != gobreaker.StateOpen {
+		t.Fatalf("breaker after 3 failures: got %s, want open", got)
+	}
+	// Open: every operation fails at once, without a network call.
+	for _, op := range []func() error{
+		func() error { _, _, _, err := r.Get(ctx, k); return err },
+		func() error { return r.Set(ctx, k, e, time.Minute, 0) },
+		func() error { return r.Invalidate(ctx, "1") },
+	} {
+		if err := op(); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("operation while open: got %v, want ErrUnavailable", err)
+		}
+	}
+	// Cancelled callers are not Redis's fault and must not count.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	r2 := NewRedis(client, RedisOptions{Breaker: BreakerOptions{Failures: 1}})
+	r2.Get(cctx, k)
+	if got := r2.BreakerState(); got != gobreaker.StateClosed {
+		t.Errorf("breaker after a cancelled call: got %s, want closed", got)
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, _, err := r.Get(ctx, k)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover within 5s of Redis restarting: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := r.BreakerState(); got != gobreaker.StateClosed {
+		t.Errorf("breaker after recovery: got %s, want closed", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) < 3 || changes[0] != gobreaker.StateOpen || changes[len(changes)-1] != gobreaker.StateClosed {
+		t.Errorf("state changes: got %v, want open … half-open, closed", changes)
+	}
+}
