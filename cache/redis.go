@@ -26,6 +26,11 @@ type RedisOptions struct {
 
 	// Breaker configures the circuit breaker around every Redis call.
 	Breaker BreakerOptions
+
+	// Sealer, if non-nil, encrypts every entry before it is written and
+	// decrypts it after it is read; unsealed or unopenable values are
+	// misses. Nil stores entries in the clear.
+	Sealer *Sealer
 }
 
 const (
@@ -53,6 +58,7 @@ type Redis struct {
 	set        *redis.Script // setScript
 	invalidate *redis.Script // invalidateScript
 	breaker    *gobreaker.CircuitBreaker[struct{}]
+	sealer     *Sealer // nil: entries in the clear
 }
 
 // NewRedis returns a store that uses client, which the caller owns and closes.
@@ -72,6 +78,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		set:        redis.NewScript(setScript),
 		invalidate: redis.NewScript(invalidateScript),
 		breaker:    newStoreBreaker(opts.Breaker),
+		sealer:     opts.Sealer,
 	}
 }
 
@@ -147,7 +154,13 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 		return Entry{}, gen, false, nil
 	}
 	// The conversion copies, so the Body that DecodeEntry aliases is ours to give away.
-	e, entryGen, err := DecodeEntry([]byte(raw))
+	b := []byte(raw)
+	if r.sealer != nil {
+		if b, err = r.sealer.open(b, r.entryKey(k)); err != nil {
+			return Entry{}, gen, false, nil // as undecodable: a miss
+		}
+	}
+	e, entryGen, err := DecodeEntry(b)
 	if err != nil || entryGen != gen {
 		// Undecodable (e.g. written by a newer release) or written before an
 		// Invalidate: a miss; the next Set overwrites it.
@@ -186,6 +199,9 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen 
 	ttlMS := max(ttl.Milliseconds(), 1)
 	val := e.AppendBinary(make([]byte, 0, e.encodedLen()), gen)
 	keys := []string{r.genKey(k.ID), r.entryKey(k)}
+	if r.sealer != nil {
+		val = r.sealer.seal(val, keys[1])
+	}
 	var stored int
 	err := r.guard(func() (err error) {
 		stored, err = r.set.Run(ctx, r.client, keys, strconv.FormatUint(gen, 10), val, ttlMS).Int()

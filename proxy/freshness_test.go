@@ -287,3 +287,20 @@ func TestEarlyRefresh(t *testing.T) {
 		t.Errorf("upstream calls: got %d, want 2", got)
 	}
 }
+
+func TestRedactFields(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {
+		e := newEnv(envOptions{proxy: func(o *proxy.Options) { o.RedactFields = []string{"registration_password"} }})
+		if !strings.Contains(e.userBody(alice, "9"), `"registration_password"`) {
+			t.Fatal("the fake's body has no registration_password; the test would prove nothing")
+		}
+		for _, r := range []response{e.get("9", alice), e.get("9", alice), e.getWith("9", alice, "Cache-Control", "no-store")} {
+			if r.status != http.StatusOK || strings.Contains(r.body, "registration_password") {
+				t.Errorf("%s: got %d %q, want the user without registration_password", r.header.Get("Cache-Status"), r.status, r.body)
+			}
+			if !strings.Contains(r.body, `"username"`) {
+				t.Errorf("redaction removed more than asked: %q", r.body)
+			}
+		}
+	})
+}

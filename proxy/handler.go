@@ -57,6 +57,10 @@ type Options struct {
 	// grows as expiry nears and with how long the upstream call took.
 	// 1 is the standard setting, above 1 refreshes earlier. Zero disables it.
 	EarlyRefreshBeta float64
+	// RedactFields names JSON object members removed, at any depth, from
+	// user bodies before they are stored or served (for example
+	// registration_password). Nil or empty keeps bodies byte-identical.
+	RedactFields []string
 	// IgnoreClientCacheControl, when true, makes the proxy ignore the
 	// client's Cache-Control no-cache / no-store. False honours them.
 	IgnoreClientCacheControl bool
@@ -106,6 +110,7 @@ type Handler struct {
 	jitter      float64
 	beta        float64
 	honorCC     bool
+	redact      map[string]bool // nil: bodies pass untouched
 	rand        func() float64
 	cacheTO     time.Duration
 	fillTO      time.Duration
@@ -166,6 +171,12 @@ func New(opts Options) (*Handler, error) {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	for _, f := range opts.RedactFields {
+		if h.redact == nil {
+			h.redact = map[string]bool{}
+		}
+		h.redact[f] = true
 	}
 	if h.rand == nil {
 		h.rand = rand.Float64

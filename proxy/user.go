@@ -256,6 +256,13 @@ func (h *Handler) fetch(ctx context.Context, k cache.Key, cred upstream.Credenti
 			h.log.Warn("upstream body is not JSON; not stored", "id", k.ID)
 			return &fillResult{err: errInvalidJSON}
 		}
+		if h.redact != nil {
+			body, err := redact(resp.Body, h.redact)
+			if err != nil { // cannot happen for valid JSON; refuse rather than leak
+				return &fillResult{err: errInvalidJSON}
+			}
+			entry.Body = body
+		}
 		ttl = h.jittered(h.ttl)
 	case resp.Status == http.StatusNotFound:
 		ttl = h.jittered(h.negTTL)
