@@ -92,6 +92,7 @@ func TestUpstreamFaultsAreNotStored(t *testing.T) {
 		{upstreamtest.FaultMalformed, 502, "userproxy; fwd=uri-miss; fwd-status=200; detail=invalid-json", ""},
 		{upstreamtest.FaultOversize, 502, "userproxy; fwd=uri-miss; fwd-status=200; detail=body-too-large", ""},
 		{upstreamtest.FaultHang, 504, "userproxy; fwd=uri-miss; detail=timeout", ""},
+		{upstreamtest.FaultSlowBody, 504, "userproxy; fwd=uri-miss; detail=timeout", ""},
 		{upstreamtest.FaultReset, 503, "userproxy; fwd=uri-miss; detail=connection-error", "1"},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {

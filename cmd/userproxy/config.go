@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/userproxy/userproxy/cache"
 )
 
 // Config is everything userproxy can be told. Flags fill it; each flag has an
@@ -28,6 +30,15 @@ type Config struct {
 
 	CacheTTL        time.Duration
 	NegativeTTL     time.Duration
+	StaleTTL        time.Duration
+	SWR             time.Duration
+	TTLJitter       float64
+	EarlyBeta       float64
+	HonorClientCC   bool
+	AdminToken      string
+	RedactFields    string
+	EncryptionKey   string // path
+	PreviousKey     string // path
 	UpstreamTimeout time.Duration
 	RedisTimeout    time.Duration
 	RedisPoolSize   int
@@ -45,6 +56,11 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	Demo            bool
+
+	// Operator features (see middleware.go, pprof.go, version.go).
+	AccessLogSampleRate float64
+	Pprof               bool
+	Version             bool
 }
 
 // defaultIDPattern is the user id rule when -id-pattern is not given.
@@ -53,7 +69,7 @@ const defaultIDPattern = `^[A-Za-z0-9_-]{1,64}$`
 // secretFlags are the flags that may also be read from a file, via
 // -<flag>-file or USERPROXY_<FLAG>_FILE, so secrets stay out of process
 // listings and environment dumps.
-var secretFlags = []string{"key-secret", "upstream-password"}
+var secretFlags = []string{"key-secret", "upstream-password", "admin-token"}
 
 // newFlagSet registers every flag on a fresh FlagSet bound to c, with the
 // defaults the README documents.
@@ -69,6 +85,15 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.UpstreamPassword, "upstream-password", "", "upstream API password (inject mode)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 60*time.Second, "fresh lifetime of a cached user")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 10*time.Second, "lifetime of a cached 404")
+	fs.DurationVar(&c.SWR, "stale-while-revalidate", 30*time.Second, "how long past expiry a user is still served at once while one background refresh runs (0 = off)")
+	fs.DurationVar(&c.StaleTTL, "stale-ttl", time.Hour, "how long past expiry a user may be served when the upstream fails or the breaker is open (0 = off)")
+	fs.Float64Var(&c.TTLJitter, "ttl-jitter", 0.1, "shorten each lifetime by a random fraction up to this, so entries do not expire together (0 = off)")
+	fs.Float64Var(&c.EarlyBeta, "early-refresh-beta", 1, "probabilistic early refresh (XFetch) strength; higher refreshes earlier (0 = off)")
+	fs.BoolVar(&c.HonorClientCC, "honor-client-cache-control", true, "honour clients' Cache-Control: no-cache (revalidate) and no-store (bypass)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin purge endpoints (empty = purge disabled)")
+	fs.StringVar(&c.RedactFields, "redact-fields", "", "comma-separated JSON member names removed from user bodies before storing and serving, e.g. registration_password (empty = bodies untouched)")
+	fs.StringVar(&c.EncryptionKey, "cache-encryption-key-file", "", "file with a 32-byte key (raw or base64): encrypt cached bodies in Redis with AES-256-GCM (empty = off)")
+	fs.StringVar(&c.PreviousKey, "cache-encryption-previous-key-file", "", "file with the previous key, still accepted for reading while keys rotate")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 3*time.Second, "budget for one upstream call, body included")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "budget for one cache operation before failing open to the upstream")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
@@ -82,8 +107,11 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.UintVar(&c.BreakerHalfOpen, "breaker-half-open-requests", 1, "trial calls let through while half-open")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "json, text, or auto (json, but text when stderr is a terminal)")
 	fs.BoolVar(&c.Demo, "demo", false, "run with an embedded fake upstream and demo credentials")
+	fs.Float64Var(&c.AccessLogSampleRate, "access-log-sample-rate", 0, "fraction of proxy requests written to the access log, 0 (off) to 1 (all); 5xx answers are always logged when on")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve the Go profiler at /debug/pprof/ on the admin listener")
+	fs.BoolVar(&c.Version, "version", false, "print version and build information, then exit")
 	for _, name := range secretFlags {
 		fs.String(name+"-file", "", "read -"+name+" from this file (trailing newline trimmed)")
 	}
@@ -201,6 +229,34 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-%s: must be positive, got %s", d.name, d.v)
 		}
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"stale-while-revalidate", c.SWR}, {"stale-ttl", c.StaleTTL}} {
+		if d.v < 0 {
+			return fmt.Errorf("-%s: must not be negative, got %s", d.name, d.v)
+		}
+	}
+	if c.TTLJitter < 0 || c.TTLJitter >= 1 {
+		return fmt.Errorf("-ttl-jitter: must be in [0, 1), got %g", c.TTLJitter)
+	}
+	if c.EarlyBeta < 0 || c.EarlyBeta > 100 {
+		return fmt.Errorf("-early-refresh-beta: must be in [0, 100], got %g", c.EarlyBeta)
+	}
+	if c.EncryptionKey != "" && c.RedisURL == "" {
+		return errors.New("-cache-encryption-key-file: only used with -redis-url (the embedded store never leaves the process)")
+	}
+	if c.PreviousKey != "" && c.EncryptionKey == "" {
+		return errors.New("-cache-encryption-previous-key-file: needs -cache-encryption-key-file")
+	}
+	for _, f := range c.redactFields() {
+		if f == "" {
+			return fmt.Errorf("-redact-fields: empty name in %q", c.RedactFields)
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return fmt.Errorf("-admin-token: must be at least 16 bytes, got %d", len(c.AdminToken))
+	}
 	if c.BreakerInterval < 0 {
 		return fmt.Errorf("-breaker-interval: must not be negative, got %s", c.BreakerInterval)
 	}
@@ -227,8 +283,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("-log-level: must be debug, info, warn or error, got %q", c.LogLevel)
 	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		return fmt.Errorf("-log-format: must be json or text, got %q", c.LogFormat)
+	if c.LogFormat != "json" && c.LogFormat != "text" && c.LogFormat != "auto" {
+		return fmt.Errorf("-log-format: must be json, text or auto, got %q", c.LogFormat)
+	}
+	if !(c.AccessLogSampleRate >= 0 && c.AccessLogSampleRate <= 1) { // also refuses NaN
+		return fmt.Errorf("-access-log-sample-rate: must be between 0 and 1, got %v", c.AccessLogSampleRate)
 	}
 	return nil
 }
@@ -270,3 +329,46 @@ func compileIDPattern(p string) (*regexp.Regexp, error) {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// redactFields splits -redact-fields; nil when empty.
+func (c *Config) redactFields() []string {
+	if strings.TrimSpace(c.RedactFields) == "" {
+		return nil
+	}
+	fields := strings.Split(c.RedactFields, ",")
+	for i, f := range fields {
+		fields[i] = strings.TrimSpace(f)
+	}
+	return fields
+}
+
+// sealer loads the cache encryption keys; nil when encryption is off.
+func (c *Config) sealer() (*cache.Sealer, error) {
+	if c.EncryptionKey == "" {
+		return nil, nil
+	}
+	load := func(flagName, path string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("-%s: %w", flagName, err)
+		}
+		k, err := cache.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("-%s: %w", flagName, err)
+		}
+		return k, nil
+	}
+	current, err := load("cache-encryption-key-file", c.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	var previous [][]byte
+	if c.PreviousKey != "" {
+		k, err := load("cache-encryption-previous-key-file", c.PreviousKey)
+		if err != nil {
+			return nil, err
+		}
+		previous = append(previous, k)
+	}
+	return cache.NewSealer(current, previous...)
+}

@@ -67,6 +67,14 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"stray argument", append(base, "extra"), nil, "extra"},
 		{"bad env twin", base, []string{"USERPROXY_CACHE_TTL", "forever"}, "USERPROXY_CACHE_TTL"},
 		{"bad env redis", base, []string{"USERPROXY_REDIS_URL", "redis://127.0.0.1:1"}, "-key-secret"},
+		{"encryption without redis", append(base, "-cache-encryption-key-file", secretFile), nil, "-cache-encryption-key-file"},
+		{"encryption key of 21 bytes", append(base, "-redis-url", "redis://127.0.0.1:1", "-key-secret-file", secretFile,
+			"-cache-encryption-key-file", secretFile), nil, "-cache-encryption-key-file"},
+		{"previous key alone", append(base, "-cache-encryption-previous-key-file", secretFile), nil, "-cache-encryption-previous-key-file"},
+		{"empty redact field", append(base, "-redact-fields", "registration_password,,email"), nil, "-redact-fields"},
+		{"short admin token", append(base, "-admin-token", "short"), nil, "-admin-token"},
+		{"negative stale ttl", append(base, "-stale-ttl", "-1s"), nil, "-stale-ttl"},
+		{"jitter of 1", append(base, "-ttl-jitter", "1"), nil, "-ttl-jitter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runConfig(t, tc.args, env(tc.env...))

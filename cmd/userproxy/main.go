@@ -47,15 +47,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fs.PrintDefaults()
 		return 0
 	}
+	if err == nil && cfg.Version {
+		printVersion(stdout, currentBuild())
+		return 0
+	}
 	if err == nil {
 		err = cfg.Validate()
+	}
+	var sealer *cache.Sealer
+	if err == nil {
+		sealer, err = cfg.sealer()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "userproxy: invalid configuration: %v\n", err)
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	if err := serve(ctx, cfg, log, stdout, ready); err != nil {
+	if err := serve(ctx, cfg, sealer, log, stdout, ready); err != nil {
 		log.Error("userproxy stopped", "err", err)
 		return 1
 	}
@@ -66,14 +74,14 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel)) // validated
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "text" {
+	if logFormat(cfg.LogFormat, w) == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // serve wires the components and serves until ctx is done, then drains.
-func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, ready chan<- [2]string) error {
+func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logger, stdout io.Writer, ready chan<- [2]string) error {
 	if cfg.Demo {
 		stopDemo, err := startDemoUpstream(&cfg, log)
 		if err != nil {
@@ -85,6 +93,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	metrics.NewBuildInfo(reg, currentBuild())
 
 	secret := []byte(cfg.KeySecret)
 	if len(secret) == 0 {
@@ -100,7 +109,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 			return fmt.Errorf("-redis-url: %w", err)
 		}
 		defer client.Close()
-		r := cache.NewRedis(client, cache.RedisOptions{})
+		cacheGauge := m.BreakerState.WithLabelValues("cache")
+		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, Breaker: cache.BreakerOptions{
+			OnStateChange: func(from, to gobreaker.State) {
+				cacheGauge.Set(breakerValue(to))
+				log.Warn("cache circuit breaker changed state; failing open to the upstream while not closed",
+					"from", from.String(), "to", to.String())
+			},
+		}})
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
 	} else {
@@ -147,18 +163,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		passURL, _ = url.Parse(cfg.UpstreamURL) // validated
 	}
 	h, err := proxy.New(proxy.Options{
-		Store:          store,
-		Upstream:       up,
-		KeySecret:      secret,
-		Inject:         inject,
-		TTL:            cfg.CacheTTL,
-		NegativeTTL:    cfg.NegativeTTL,
-		CacheTimeout:   cfg.RedisTimeout,
-		FillTimeout:    cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
-		ValidID:        validID,
-		PassthroughURL: passURL,
-		Metrics:        m,
-		Logger:         log,
+		Store:                    store,
+		Upstream:                 up,
+		KeySecret:                secret,
+		Inject:                   inject,
+		TTL:                      cfg.CacheTTL,
+		NegativeTTL:              cfg.NegativeTTL,
+		StaleWhileRevalidate:     cfg.SWR,
+		StaleIfError:             cfg.StaleTTL,
+		TTLJitter:                cfg.TTLJitter,
+		EarlyRefreshBeta:         cfg.EarlyBeta,
+		IgnoreClientCacheControl: !cfg.HonorClientCC,
+		RedactFields:             cfg.redactFields(),
+		CacheTimeout:             cfg.RedisTimeout,
+		FillTimeout:              cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
+		ValidID:                  validID,
+		PassthroughURL:           passURL,
+		Metrics:                  m,
+		Logger:                   log,
 	})
 	if err != nil {
 		return err
@@ -167,6 +189,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		Gatherer: reg,
 		Ping:     ping,
 		Breaker:  func() string { return up.State().String() },
+		Purge:    h.Purge(cfg.AdminToken),
 	})
 
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
@@ -178,8 +201,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		proxyLn.Close()
 		return fmt.Errorf("-admin-listen: %w", err)
 	}
-	proxySrv := newServer(h, cfg.UpstreamTimeout+5*time.Second, log)
-	adminSrv := newServer(admin, 30*time.Second, log)
+	proxySrv := newServer(wrapProxy(h, cfg, log), cfg.UpstreamTimeout+5*time.Second, log)
+	adminSrv := newServer(wrapAdmin(admin, cfg), 30*time.Second, log)
 
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(proxyLn) }()
@@ -209,6 +232,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		log.Warn("in-flight requests did not finish within -shutdown-timeout", "err", err)
 		proxySrv.Close()
 	}
+	h.Close() // background refreshes
 	adminSrv.Shutdown(sctx)
 	up.CloseIdleConnections()
 	if errors.Is(serveErr, http.ErrServerClosed) {
@@ -226,8 +250,10 @@ func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *ht
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10, // user lookups carry small headers; Basic credentials are capped at 1 KiB anyway
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// User lookups carry small headers, and Basic credentials over 1 KiB
+		// get the proxy's own JSON 401; past this Go answers 431 itself.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 

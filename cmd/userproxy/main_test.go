@@ -3,13 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -176,5 +182,77 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	// New connections are refused once it has stopped.
 	if _, err := http.Get(s.proxy + "/api/users/2"); err == nil {
 		t.Error("a request after shutdown was accepted")
+	}
+}
+
+// TestEncryptedRedisEndToEnd runs the binary's wiring against a private
+// redis-server with an encryption key and redaction: what lands in Redis is
+// neither the body nor the redacted field, and clients still get the user.
+func TestEncryptedRedisEndToEnd(t *testing.T) {
+	rs := redistest.Start(t)
+	up := upstreamtest.NewServer(t, upstreamtest.Options{})
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600)
+	s := start(t, "-upstream-url", up.URL, "-redis-url", rs.URL(), "-key-secret", "0123456789abcdef-secret",
+		"-cache-encryption-key-file", keyFile, "-redact-fields", "registration_password")
+	demo := upstreamtest.DemoCredentials()[0]
+	_, first := get(t, s.proxy+"/api/users/3", demo.Username, demo.Password)
+	resp, second := get(t, s.proxy+"/api/users/3", demo.Username, demo.Password)
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "userproxy; hit") || second != first {
+		t.Fatalf("second request: %q, want a hit with the same body", resp.Header.Get("Cache-Status"))
+	}
+	if strings.Contains(first, "registration_password") || !strings.Contains(first, `"username"`) {
+		t.Errorf("body: got %q, want the user without registration_password", first)
+	}
+	client := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer client.Close()
+	keys, err := client.Keys(context.Background(), "*").Result() // our own test server: KEYS is fine here
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys in Redis: %v, %v", keys, err)
+	}
+	for _, k := range keys {
+		v, _ := client.Get(context.Background(), k).Bytes()
+		for _, secret := range []string{demo.Username, demo.Password, `"username"`, "registration_password", "application/json"} {
+			if strings.Contains(k, secret) || bytes.Contains(v, []byte(secret)) {
+				t.Errorf("Redis key %q or its value holds %q in the clear", k, secret)
+			}
+		}
+	}
+}
+
+// TestShutdownIsBoundedByDrainTimeout: a request that will not finish does
+// not hold the process past -shutdown-timeout.
+func TestShutdownIsBoundedByDrainTimeout(t *testing.T) {
+	up := upstreamtest.NewServer(t, upstreamtest.Options{})
+	up.SetFault(upstreamtest.FaultHang)
+	s := start(t, "-upstream-url", up.URL, "-shutdown-timeout", "300ms", "-upstream-timeout", "30s")
+	demo := upstreamtest.DemoCredentials()[0]
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.proxy+"/api/users/2", nil)
+		req.SetBasicAuth(demo.Username, demo.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for up.Stats().Hanging == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never reached the upstream")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.stop()
+	select {
+	case code := <-s.exit:
+		s.exit <- code
+	case <-time.After(10 * time.Second): // far above the 300ms bound: "bounded", not "fast"
+		t.Fatal("userproxy still running 10s after SIGTERM with -shutdown-timeout 300ms")
+	}
+	if err := <-done; err == nil {
+		t.Error("the hung request got an answer; want its connection closed at the drain bound")
 	}
 }

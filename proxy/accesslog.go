@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// AccessLogOptions configures AccessLog. Zero values are documented defaults.
+type AccessLogOptions struct {
+	// Logger receives one Info record ("request") per logged request. Nil
+	// means no access log: AccessLog returns next unchanged.
+	Logger *slog.Logger
+	// SampleRate is the fraction of requests logged, from 0 to 1: 0 logs
+	// none (AccessLog returns next unchanged), 1 logs every request. Answers
+	// with a 5xx status are always logged, whatever the rate, so failures are
+	// never sampled away.
+	SampleRate float64
+	// Rand returns a number in [0, 1) for the sampling decision. Nil means
+	// math/rand/v2.Float64.
+	Rand func() float64
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// AccessLog wraps next and logs a sample of the requests it answers: method,
+// escaped path (never the query, which could carry secrets on pass-through
+// traffic), status, body bytes, duration, the Cache-Status the proxy set,
+// the request id (see WithRequestID) and the client address. Credentials
+// and other request headers are never logged. A nil next panics.
+func AccessLog(next http.Handler, opts AccessLogOptions) http.Handler {
+	if next == nil {
+		panic("proxy: AccessLog: nil handler")
+	}
+	if opts.Logger == nil || opts.SampleRate <= 0 {
+		return next
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := opts.Now()
+		sampled := opts.SampleRate >= 1 || opts.Rand() < opts.SampleRate
+		lw := &loggingWriter{ResponseWriter: w}
+		next.ServeHTTP(lw, r)
+		status := lw.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http answers 200
+		}
+		if !sampled && status < 500 {
+			return
+		}
+		opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.Int("status", status),
+			slog.Int64("bytes", lw.bytes),
+			slog.Float64("duration_seconds", opts.Now().Sub(start).Seconds()),
+			slog.String("cache_status", w.Header().Get("Cache-Status")),
+			slog.String("request_id", RequestIDFrom(r.Context())),
+			slog.String("remote", r.RemoteAddr),
+		)
+	})
+}
+
+// loggingWriter records the status and the body bytes written through it.
+type loggingWriter struct {
+	http.ResponseWriter
+	status int   // first status written; 0 if none yet
+	bytes  int64 // body bytes written
+}
+
+func (l *loggingWriter) WriteHeader(code int) {
+	if l.status == 0 && code >= 200 { // 1xx are informational; the final status follows
+		l.status = code
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *loggingWriter) Write(p []byte) (int, error) {
+	if l.status == 0 {
+		l.status = http.StatusOK
+	}
+	n, err := l.ResponseWriter.Write(p)
+	l.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flushes
+// from the pass-through ReverseProxy).
+func (l *loggingWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
