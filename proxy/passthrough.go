@@ -94,14 +94,20 @@ func (h *Handler) invalidateOnWrite(resp *http.Response) error {
 
 // safePath reports whether an escaped path means the same to every server
 // that decodes or normalises it: no segment decodes to contain a slash,
-// backslash or NUL, and none is a dot segment. Otherwise /api/users%2F1 or
-// /api/x/../users/1 would reach the upstream's user route around the cache
-// and its checks.
+// backslash or NUL, none is a dot segment (also with a ;parameter, as some
+// servers read "..;x" as ".."), and none but the first is empty (servers
+// that merge slashes read /api//users/1 as /api/users/1). Otherwise such a
+// path would reach the upstream's user route around the cache and its
+// checks.
 func safePath(escaped string) bool {
-	for seg := range strings.SplitSeq(escaped, "/") {
+	for i, seg := range strings.Split(escaped, "/") {
 		dec, err := url.PathUnescape(seg)
-		if err != nil || dec == "." || dec == ".." || strings.ContainsAny(dec, "/\\\x00") {
+		base, _, _ := strings.Cut(dec, ";")
+		switch {
+		case err != nil, base == ".", base == "..", strings.ContainsAny(dec, "/\\\x00"):
 			return false
+		case dec == "" && i > 0 && i < strings.Count(escaped, "/"):
+			return false // an empty segment inside the path (a trailing slash is fine)
 		}
 	}
 	return true
