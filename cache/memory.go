@@ -108,33 +108,37 @@ func NewMemory(opts MemoryOptions) *Memory {
 }
 
 // Get returns k's entry. ok is false on a miss, including an expired entry.
-// gen is the user's current generation; pass it to Set. The returned Body is a
-// copy that the caller may keep and modify.
+// gen is the user's current generation; pass it to Set. The returned Body is
+// shared with the store, which never modifies it: callers must not either.
 func (m *Memory) Get(_ context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
+	e, gen, ok = m.GetLocal(k)
+	return e, gen, ok, nil
+}
+
+// GetLocal is Get without a context: the store is in process memory and
+// never blocks on I/O. An invalid key is a miss.
+func (m *Memory) GetLocal(k Key) (e Entry, gen uint64, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u := m.users[k.ID]
 	if u == nil {
-		return Entry{}, m.floor, false, nil
+		return Entry{}, m.floor, false
 	}
 	el := u.items[k.Scope]
 	if el == nil {
-		return Entry{}, m.genLocked(k.ID), false, nil
+		return Entry{}, m.genLocked(k.ID), false
 	}
 	it := el.Value.(*memItem)
 	if !m.now().Before(it.expires) {
 		m.removeLocked(el)
 		// Removing the last item may have forgotten the user's record.
-		return Entry{}, m.genLocked(k.ID), false, nil
+		return Entry{}, m.genLocked(k.ID), false
 	}
 	m.lru.MoveToFront(el)
-	e = it.entry
-	e.Body = make([]byte, len(it.entry.Body))
-	copy(e.Body, it.entry.Body)
-	return e, m.genLocked(k.ID), true, nil
+	return it.entry, m.genLocked(k.ID), true
 }
 
 // Set stores e under k for ttl if the user's generation is still gen;

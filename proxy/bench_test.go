@@ -81,6 +81,22 @@ func BenchmarkHitRedis(b *testing.B) {
 	benchHits(b, benchHandler(b, cache.NewRedis(client, cache.RedisOptions{})))
 }
 
+// BenchmarkHitL1 is the hit path with the in-process tier in front of a
+// real Redis: the hot path of a production replica.
+func BenchmarkHitL1(b *testing.B) {
+	srv := redistest.Start(b)
+	client, err := cache.NewUniversalClient(srv.URL(), cache.ClientOptions{Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	tier, err := cache.NewTiered(cache.NewRedis(client, cache.RedisOptions{}), cache.L1Options{TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchHits(b, benchHandler(b, tier))
+}
+
 // BenchmarkMissMemory measures the proxy's own work on a miss (lookup,
 // coalescing, JSON check, store) with an in-process upstream.
 func BenchmarkMissMemory(b *testing.B) {

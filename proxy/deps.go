@@ -26,3 +26,9 @@ type Upstream interface {
 	// RetryAfter says how long until an open breaker lets a call through.
 	RetryAfter() time.Duration
 }
+
+// LocalGetter is a Store that can answer some lookups from process memory,
+// without I/O: the proxy asks it first, without setting up a deadline.
+type LocalGetter interface {
+	GetLocal(k cache.Key) (e cache.Entry, gen uint64, ok bool)
+}

@@ -99,8 +99,10 @@ type Options struct {
 // through.
 type Handler struct {
 	store       Store
+	local       LocalGetter // store's in-process tier; nil if it has none
 	upstream    Upstream
 	scopes      *scoper
+	scopeCache  scopeCache
 	inject      *upstream.Credentials
 	injectScope string
 	ttl         time.Duration
@@ -160,6 +162,7 @@ func New(opts Options) (*Handler, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 	}
+	h.local, _ = opts.Store.(LocalGetter)
 	if h.validID == nil {
 		h.validID = validID
 	}

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -41,6 +42,31 @@ var storeKinds = []storeKind{
 	{"redis-server", func(t *testing.T) proxy.Store {
 		return redisStore(t, redistest.Start(t).URL())
 	}},
+	{"redis-server+l1", func(t *testing.T) proxy.Store {
+		return tieredStore(t, redistest.Start(t).URL())
+	}},
+}
+
+// tieredStore is a Redis store behind the in-process tier, subscribed to
+// invalidations for the test's lifetime.
+func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
+	t.Helper()
+	tier, err := cache.NewTiered(redisStore(t, rawURL), cache.L1Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tier.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for tier.Stats().Subscribes == 0 { // the first subscription flushes the tier
+		if time.Now().After(deadline) {
+			t.Fatal("the tier did not subscribe within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return tier
 }
 
 func redisStore(t *testing.T, rawURL string) *cache.Redis {

@@ -84,3 +84,37 @@ func (s *scoper) scope(c upstream.Credentials) string {
 	s.pool.Put(h)
 	return hex.EncodeToString(sum[:16])
 }
+
+// maxScopeCache bounds the remembered Authorization headers. A sidecar sees
+// a handful of API users; past this many the cache is simply emptied.
+const maxScopeCache = 1024
+
+// scopeCache remembers, per Authorization header value, the credentials it
+// carries and their scope, so the hit path parses and hashes each caller's
+// header once rather than on every request. It only ever holds headers that
+// parsed; it lives in process memory, where the headers are anyway.
+type scopeCache struct {
+	mu sync.RWMutex       // protects m
+	m  map[string]*scoped // by Authorization header value
+}
+
+type scoped struct {
+	cred  upstream.Credentials
+	scope string
+}
+
+func (c *scopeCache) get(auth string) (*scoped, bool) {
+	c.mu.RLock()
+	s, ok := c.m[auth]
+	c.mu.RUnlock()
+	return s, ok
+}
+
+func (c *scopeCache) put(auth string, s *scoped) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxScopeCache {
+		c.m = make(map[string]*scoped)
+	}
+	c.m[auth] = s
+	c.mu.Unlock()
+}

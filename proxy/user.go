@@ -129,29 +129,36 @@ func (h *Handler) credentials(r *http.Request) (upstream.Credentials, string, er
 	if h.inject != nil {
 		return *h.inject, h.injectScope, nil
 	}
-	auth := r.Header.Values("Authorization")
+	auth := r.Header["Authorization"] // canonical key: no allocation
 	if len(auth) > 1 {
 		// Which one would the upstream use? Refuse rather than guess:
 		// the scope must describe exactly the credentials sent on.
 		return upstream.Credentials{}, "", errManyCredentials
 	}
-	var cred upstream.Credentials
-	var err error
-	if len(auth) == 1 {
-		cred, err = parseBasic(auth[0])
-	} else {
-		err = errNoCredentials
+	if len(auth) == 0 {
+		return upstream.Credentials{}, "", errNoCredentials
 	}
+	if s, ok := h.scopeCache.get(auth[0]); ok {
+		return s.cred, s.scope, nil
+	}
+	cred, err := parseBasic(auth[0])
 	if err != nil {
 		return upstream.Credentials{}, "", err
 	}
-	return cred, h.scopes.scope(cred), nil
+	s := &scoped{cred: cred, scope: h.scopes.scope(cred)}
+	h.scopeCache.put(auth[0], s)
+	return s.cred, s.scope, nil
 }
 
 // lookup reads the cache within the cache budget. A cache failure is
 // counted and reported as a miss (err says so): the cache is an
 // optimisation, never a dependency.
 func (h *Handler) lookup(ctx context.Context, k cache.Key) (e cache.Entry, gen uint64, ok bool, err error) {
+	if h.local != nil {
+		if e, gen, ok := h.local.GetLocal(k); ok && !h.pending.has(k.ID) {
+			return e, gen, true, nil // no I/O: no deadline to set up
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
 	defer cancel()
 	e, gen, ok, err = h.store.Get(ctx, k)

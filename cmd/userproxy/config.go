@@ -44,6 +44,8 @@ type Config struct {
 	RedisPoolSize   int
 	MaxBodyBytes    int64
 	MemoryMaxBytes  int64
+	L1MaxBytes      int64
+	L1TTL           time.Duration
 	IDPattern       string
 	Passthrough     bool
 
@@ -99,6 +101,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
+	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 32<<20, "size bound of the in-process tier in front of Redis")
+	fs.DurationVar(&c.L1TTL, "l1-ttl", time.Second, "lifetime of an entry in the in-process tier in front of Redis: the longest a replica may miss another's invalidation (0 = no tier)")
 	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored)")
 	fs.BoolVar(&c.Passthrough, "passthrough", true, "pass requests other than GET|HEAD /api/users/{id} through to the upstream, uncached")
 	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
@@ -271,6 +275,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryMaxBytes <= 0 {
 		return fmt.Errorf("-memory-max-bytes: must be positive, got %d", c.MemoryMaxBytes)
+	}
+	if c.L1MaxBytes <= 0 {
+		return fmt.Errorf("-l1-max-bytes: must be positive, got %d", c.L1MaxBytes)
+	}
+	if c.L1TTL < 0 || c.L1TTL > time.Minute {
+		return fmt.Errorf("-l1-ttl: must be between 0 and 1m (it bounds how stale a replica may be), got %s", c.L1TTL)
 	}
 	if c.RedisPoolSize < 0 {
 		return fmt.Errorf("-redis-pool-size: must not be negative, got %d", c.RedisPoolSize)

@@ -119,6 +119,25 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		}})
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
+		if cfg.L1TTL > 0 {
+			tier, err := cache.NewTiered(r, cache.L1Options{MaxBytes: cfg.L1MaxBytes, TTL: cfg.L1TTL})
+			if err != nil {
+				return err
+			}
+			reg.MustRegister(metrics.NewL1Collector(func() metrics.L1Stats { return l1Stats(tier.Stats()) }))
+			store = tier
+			// The subscription lives as long as the process serves; it
+			// stops after the servers have drained (see below).
+			subCtx, stopSub := context.WithCancel(context.WithoutCancel(ctx))
+			subDone := make(chan struct{})
+			go func() {
+				defer close(subDone)
+				if err := tier.Run(subCtx); err != nil {
+					log.Error("invalidation subscription ended; the in-process tier now relies on -l1-ttl alone", "err", err)
+				}
+			}()
+			defer func() { stopSub(); <-subDone }()
+		}
 	} else {
 		log.Warn("no -redis-url: using the embedded in-process store; it is not shared between replicas", "max_bytes", cfg.MemoryMaxBytes)
 		store = cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.MemoryMaxBytes})
@@ -272,5 +291,13 @@ func poolStats(s *redis.PoolStats) metrics.PoolStats {
 	return metrics.PoolStats{
 		Hits: s.Hits, Misses: s.Misses, Timeouts: s.Timeouts,
 		TotalConns: s.TotalConns, IdleConns: s.IdleConns, Stale: s.StaleConns,
+	}
+}
+
+func l1Stats(s cache.L1Stats) metrics.L1Stats {
+	return metrics.L1Stats{
+		Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions,
+		InvalidationsReceived: s.InvalidationsReceived, Subscribes: s.Subscribes,
+		Bytes: s.Bytes, Entries: s.Entries,
 	}
 }

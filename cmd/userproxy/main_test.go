@@ -205,6 +205,10 @@ func TestEncryptedRedisEndToEnd(t *testing.T) {
 	if strings.Contains(first, "registration_password") || !strings.Contains(first, `"username"`) {
 		t.Errorf("body: got %q, want the user without registration_password", first)
 	}
+	// The second request was answered by the in-process tier.
+	if _, m := get(t, s.admin+"/metrics", "", ""); !strings.Contains(m, "userproxy_l1_hits_total 1") {
+		t.Errorf("/metrics: want userproxy_l1_hits_total 1 after one hit; got\n%s", grepLines(m, "userproxy_l1_"))
+	}
 	client := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer client.Close()
 	keys, err := client.Keys(context.Background(), "*").Result() // our own test server: KEYS is fine here
@@ -255,4 +259,14 @@ func TestShutdownIsBoundedByDrainTimeout(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Error("the hung request got an answer; want its connection closed at the drain bound")
 	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -1,0 +1,57 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// L1Stats is a snapshot of the in-process cache tier, in the shape the
+// cache package reports it (main adapts).
+type L1Stats struct {
+	Hits, Misses, Evictions, InvalidationsReceived, Subscribes uint64 // cumulative
+	Bytes                                                      uint64
+	Entries                                                    int
+}
+
+// L1Collector exports the in-process tier's statistics, read on each scrape.
+type L1Collector struct {
+	stats                                                   func() L1Stats
+	hits, misses, evictions, received, subs, bytes, entries *prometheus.Desc
+}
+
+// NewL1Collector returns a collector that calls stats on each scrape. stats
+// must be safe for concurrent use.
+func NewL1Collector(stats func() L1Stats) *L1Collector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("userproxy_l1_"+name, help, nil, nil)
+	}
+	return &L1Collector{
+		stats:     stats,
+		hits:      d("hits_total", "Lookups answered by the in-process tier without Redis."),
+		misses:    d("misses_total", "Lookups the in-process tier could not answer (went to Redis)."),
+		evictions: d("evictions_total", "Entries evicted from the in-process tier by its size bound."),
+		received:  d("invalidations_received_total", "Invalidation messages applied from the Redis channel."),
+		subs:      d("subscriptions_total", "Times the invalidation subscription was (re)established; each flushed the tier."),
+		bytes:     d("bytes", "Size of the in-process tier, as counted against -l1-max-bytes."),
+		entries:   d("entries", "Entries in the in-process tier (estimate)."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *L1Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.evictions, c.received, c.subs, c.bytes, c.entries} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *L1Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(c.hits, s.Hits)
+	counter(c.misses, s.Misses)
+	counter(c.evictions, s.Evictions)
+	counter(c.received, s.InvalidationsReceived)
+	counter(c.subs, s.Subscribes)
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries))
+}
