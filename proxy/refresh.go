@@ -12,7 +12,7 @@ import (
 // foreground miss for k) or refreshed early (force true: the entry is still
 // fresh, so the fill must not short-circuit on it). At most one background
 // refresh per flight key runs at a time; callers never wait for it.
-func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, force bool) {
+func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) {
 	fk := flightKey(k, force)
 	if _, running := h.refreshing.LoadOrStore(fk, struct{}{}); running {
 		return
@@ -21,7 +21,7 @@ func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, fo
 	ch := h.flights.DoChan(fk, func() (any, error) {
 		ctx, cancel := context.WithTimeout(h.bg, h.fillTO)
 		defer cancel()
-		return h.doFill(ctx, k, cred, force), nil
+		return h.doFill(ctx, k, cred, force, seen), nil
 	})
 	go func() {
 		defer h.refreshes.Done()

@@ -37,18 +37,21 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 
 	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
 	var haveStale bool
+	var seen lookupResult // what this request's lookup read, for the fill
 	if !dir.noCache {
-		if e, _, ok, _ := h.lookup(r.Context(), key); ok {
+		e, gen, ok, err := h.lookup(r.Context(), key)
+		seen = lookupResult{gen: gen, done: true, err: err != nil}
+		if ok {
 			switch {
 			case start.Before(e.Expires):
 				if h.refreshEarly(e, start) {
 					h.m.EarlyRefreshes.Inc()
-					h.refreshInBackground(key, cred, true)
+					h.refreshInBackground(key, cred, true, seen)
 				}
 				h.serveHit(w, r, e, start)
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
-				h.refreshInBackground(key, cred, false)
+				h.refreshInBackground(key, cred, false, seen)
 				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
@@ -57,7 +60,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		}
 	}
 
-	res, collapsed, err := h.fill(r.Context(), key, cred, dir.noCache)
+	res, collapsed, err := h.fill(r.Context(), key, cred, dir.noCache, seen)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
@@ -193,7 +196,7 @@ type fillResult struct {
 // key at a time in this process. force skips answering from the cache. err is
 // non-nil only when ctx ended before the fill did; the fill itself carries on
 // for the other waiters and the cache.
-func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool) (res *fillResult, collapsed bool, err error) {
+func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) (res *fillResult, collapsed bool, err error) {
 	var leader atomic.Bool
 	ch := h.flights.DoChan(flightKey(k, force), func() (any, error) {
 		leader.Store(true)
@@ -202,7 +205,7 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 		// upstream failure. Bounded by FillTimeout instead.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTO)
 		defer cancel()
-		return h.doFill(fctx, k, cred, force), nil
+		return h.doFill(fctx, k, cred, force, seen), nil
 	})
 	select {
 	case r := <-ch:
@@ -215,17 +218,37 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 	}
 }
 
+// lookupResult is what a request's own lookup read, handed to its fill.
+type lookupResult struct {
+	gen  uint64 // the user's generation then
+	done bool   // a lookup was made (not for no-cache requests)
+	err  bool   // it failed: the cache is unavailable
+}
+
 // doFill runs inside the single flight for k.
-func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool) *fillResult {
+func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) *fillResult {
 	// Re-check the cache inside the flight: a flight for this key that
 	// finished between our lookup and this call has already stored the
-	// answer, and must not cost a second upstream call. The generation read
-	// here, before the upstream call, is the one the store checks when we
-	// write: an invalidation in between makes the write a no-op.
-	e, gen, ok, err := h.lookup(ctx, k)
-	cacheErr := err != nil
-	if ok && !force && h.now().Before(e.Expires) {
-		return &fillResult{entry: e, fromCache: true}
+	// answer, and must not cost a second upstream call. The generation the
+	// store checks when we write must be read before the upstream call: an
+	// invalidation in between then makes the write a no-op.
+	//
+	// With an in-process tier the re-check costs no I/O (a finished flight
+	// stored into the tier too) and the request's own lookup, just made,
+	// supplies the generation; otherwise re-read the store.
+	var gen uint64
+	var cacheErr bool
+	if h.local != nil && seen.done {
+		if e, _, ok := h.local.GetLocal(k); ok && !force && h.now().Before(e.Expires) && !h.pending.has(k.ID) {
+			return &fillResult{entry: e, fromCache: true}
+		}
+		gen, cacheErr = seen.gen, seen.err
+	} else {
+		e, g, ok, err := h.lookup(ctx, k)
+		if ok && !force && h.now().Before(e.Expires) {
+			return &fillResult{entry: e, fromCache: true}
+		}
+		gen, cacheErr = g, err != nil
 	}
 
 	res := h.fetch(ctx, k, cred)
