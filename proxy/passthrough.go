@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/upstream"
 )
 
 // passKey carries a write's user id to ModifyResponse.
@@ -26,6 +27,12 @@ func (h *Handler) newPassthrough(target *url.URL, rt http.RoundTripper) *httputi
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			// Exactly the request id and trace context WithRequestID
+			// accepted or made (none outside it): a malformed traceparent
+			// from the client is not passed on.
+			if f := upstream.ForwardFrom(pr.In.Context()); f != nil {
+				f.Apply(pr.Out.Header)
+			}
 			if h.inject != nil {
 				pr.Out.SetBasicAuth(h.inject.Username, h.inject.Password)
 			}

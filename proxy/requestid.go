@@ -22,55 +22,53 @@ const (
 	maxTracestateLen = 1024 // W3C: at least 512 bytes must be propagated
 )
 
-// requestIDKey is the context key of the request id.
-type requestIDKey struct{}
-
 // WithRequestID wraps next so that every request has an id: the client's
 // X-Request-Id if it is 1 to 128 visible ASCII characters, else a fresh
-// random one. The id is set on the request (so pass-through traffic forwards
-// it), echoed on the response, and available to next through RequestIDFrom.
+// random one. The id is echoed on the response and available to next through
+// RequestIDFrom.
 //
 // The id and the W3C Trace Context headers (traceparent, tracestate; dropped
-// if malformed or oversized) are stored in the context with
-// upstream.WithForwardHeaders, so the upstream call of a cache miss carries
-// them too. A miss shared by coalesced requests carries the id of the request
-// that started it. A nil next panics.
+// if malformed or oversized) are stored in the context as an
+// upstream.Forward, so the upstream call of a cache miss carries them, and
+// pass-through requests get exactly them (see newPassthrough). A miss shared
+// by coalesced requests carries the id of the request that started it.
+//
+// The request itself is not copied or modified: on the hit path this costs
+// one small allocation for the context value (and a few more for a
+// generated id). A nil next panics.
 func WithRequestID(next http.Handler) http.Handler {
 	if next == nil {
 		panic("proxy: WithRequestID: nil handler")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !visibleASCII(id, maxRequestIDLen) {
-			id = rand.Text() // 26 base32 characters, 128 bits of randomness
+		fwd := &upstream.Forward{}
+		idValue := r.Header[RequestIDHeader]
+		if len(idValue) == 1 && visibleASCII(idValue[0], maxRequestIDLen) {
+			fwd.RequestID = idValue[0]
+		} else {
+			fwd.RequestID = rand.Text() // 26 base32 characters, 128 bits of randomness
+			idValue = []string{fwd.RequestID}
 		}
-		// The request is the caller's; change a copy of its headers.
-		r2 := r.Clone(r.Context())
-		r2.Header.Set(RequestIDHeader, id)
-		if !visibleASCII(r2.Header.Get("Traceparent"), maxTraceparent) {
-			// No valid parent: per W3C Trace Context, tracestate goes too.
-			r2.Header.Del("Traceparent")
-			r2.Header.Del("Tracestate")
-		} else if ts := r2.Header.Values("Tracestate"); len(ts) > 0 {
-			joined := joinList(ts)
-			if !printableASCII(joined, maxTracestateLen) {
-				r2.Header.Del("Tracestate")
-			} else {
-				r2.Header.Set("Tracestate", joined)
+		if tp := r.Header["Traceparent"]; len(tp) == 1 && visibleASCII(tp[0], maxTraceparent) {
+			fwd.Traceparent = tp[0]
+			if ts := r.Header["Tracestate"]; len(ts) > 0 {
+				if joined := joinList(ts); printableASCII(joined, maxTracestateLen) {
+					fwd.Tracestate = joined
+				}
 			}
 		}
-		w.Header().Set(RequestIDHeader, id)
-		ctx := context.WithValue(r2.Context(), requestIDKey{}, id)
-		ctx = upstream.WithForwardHeaders(ctx, r2.Header)
-		next.ServeHTTP(w, r2.WithContext(ctx))
+		w.Header()[RequestIDHeader] = idValue // read-only, like every header value
+		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), fwd)))
 	})
 }
 
-// RequestIDFrom returns the id WithRequestID gave the request with ctx, or
-// "" if the request did not pass through it.
+// RequestIDFrom returns the request id WithRequestID gave the request whose
+// context ctx is, or "" outside WithRequestID.
 func RequestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if f := upstream.ForwardFrom(ctx); f != nil {
+		return f.RequestID
+	}
+	return ""
 }
 
 // visibleASCII reports whether s is 1 to max characters from '!' to '~'.

@@ -93,7 +93,7 @@ func New(opts Options) (*Client, error) {
 
 // Fetch GETs user id from the upstream, sending the injected credentials if
 // configured, else cred (the zero Credentials sends no Authorization), and
-// the request id and trace headers stored in ctx by WithForwardHeaders.
+// the request id and trace headers stored in ctx by WithForward.
 //
 // For any complete HTTP answer it returns the Response and a nil error,
 // 5xx and 429 included (those still count as breaker failures). Otherwise
@@ -117,7 +117,9 @@ func (c *Client) Fetch(ctx context.Context, id string, cred Credentials) (*Respo
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	setForwardHeaders(ctx, req.Header) // request id and trace context, if any
+	if f := ForwardFrom(ctx); f != nil {
+		f.Apply(req.Header) // request id and trace context
+	}
 	if c.inject != nil {
 		cred = *c.inject
 	}

@@ -5,47 +5,51 @@ import (
 	"net/http"
 )
 
-// forwardHeaders are the request-scoped headers Fetch copies from its
-// context onto the upstream request: the request id and the W3C Trace
-// Context pair. Nothing else can travel this way, so a caller cannot smuggle
-// credentials or hop-by-hop headers into an upstream call.
-var forwardHeaders = [...]string{"X-Request-Id", "Traceparent", "Tracestate"}
+// Forward is the request-scoped context Fetch sends with an upstream call:
+// the request id and the W3C Trace Context pair. Only these can travel this
+// way, so a caller cannot smuggle credentials or hop-by-hop headers into an
+// upstream call. Empty fields are not sent.
+type Forward struct {
+	RequestID   string // X-Request-Id
+	Traceparent string
+	Tracestate  string
+}
 
-// forwardKey is the context key of the headers set by WithForwardHeaders.
+// forwardKey is the context key of the *Forward set by WithForward.
 type forwardKey struct{}
 
-// WithForwardHeaders returns a copy of ctx carrying the X-Request-Id,
-// traceparent and tracestate headers found in h (any other header is
-// ignored; h is copied, not kept). Fetch sends them on
+// WithForward returns a copy of ctx carrying f. Fetch sends f's headers on
 // the upstream request made with that context, so a request id and trace
-// context reach the upstream even though the call runs detached from the
-// client that caused it. A nil or empty h returns ctx unchanged.
-func WithForwardHeaders(ctx context.Context, h http.Header) context.Context {
-	var fwd http.Header
-	for _, name := range forwardHeaders {
-		if v := h.Get(name); v != "" {
-			if fwd == nil {
-				fwd = make(http.Header, len(forwardHeaders))
-			}
-			fwd.Set(name, v)
-		}
-	}
-	if fwd == nil {
+// context reach the upstream even though a fill runs detached from the
+// client that caused it. f must not be modified afterwards; nil returns ctx.
+func WithForward(ctx context.Context, f *Forward) context.Context {
+	if f == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, forwardKey{}, fwd)
+	return context.WithValue(ctx, forwardKey{}, f)
 }
 
-// ForwardHeadersFrom returns the headers WithForwardHeaders stored in ctx,
-// or nil if there are none. The caller must not modify the result.
-func ForwardHeadersFrom(ctx context.Context) http.Header {
-	h, _ := ctx.Value(forwardKey{}).(http.Header)
-	return h
+// ForwardFrom returns the Forward stored in ctx by WithForward, or nil. The
+// caller must not modify it.
+func ForwardFrom(ctx context.Context) *Forward {
+	f, _ := ctx.Value(forwardKey{}).(*Forward)
+	return f
 }
 
-// setForwardHeaders copies ctx's forward headers onto dst.
-func setForwardHeaders(ctx context.Context, dst http.Header) {
-	for name, vs := range ForwardHeadersFrom(ctx) {
-		dst[name] = append([]string(nil), vs...)
+// Apply sets f's non-empty fields on h and deletes the headers of its empty
+// ones, so that h carries exactly f. A nil f deletes all three.
+func (f *Forward) Apply(h http.Header) {
+	var v Forward
+	if f != nil {
+		v = *f
+	}
+	for _, kv := range [...]struct{ name, value string }{
+		{"X-Request-Id", v.RequestID}, {"Traceparent", v.Traceparent}, {"Tracestate", v.Tracestate},
+	} {
+		if kv.value == "" {
+			delete(h, kv.name)
+		} else {
+			h[kv.name] = []string{kv.value}
+		}
 	}
 }
