@@ -3,7 +3,9 @@
 //
 //	fakeupstream -listen 127.0.0.1:8081 -users 1000 -latency 20ms -fault none
 //
-// It accepts upstreamtest.DemoCredentials (printed at start). Faults and
+// It accepts upstreamtest.DemoCredentials (printed at start), or the
+// fake API users given with -credentials. For load tests with many users,
+// -lazy builds each user on its first request instead of at start. Faults and
 // latency can be changed while it runs through its loopback-only control
 // endpoints, e.g. curl -X POST 'http://127.0.0.1:8081/_fake/fault?mode=503'
 // (see the upstreamtest package doc). SIGINT or SIGTERM shut it down
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +39,8 @@ func main() {
 	latency := flag.Duration("latency", 0, "delay added before answering each /api/ request")
 	users := flag.Int("users", 50, "number of seeded users per tenant, ids 1..N")
 	faultName := flag.String("fault", "none", "fault for GET /api/users/{id}: none, 500, 503, 429, hang, malformed, oversize, slow-body, reset")
+	lazy := flag.Bool("lazy", false, "build each seeded user on its first request instead of at start (for large -users)")
+	credList := flag.String("credentials", "", "comma-separated user:password:tenant fake API users to accept instead of the demo ones")
 	flag.Parse()
 
 	fault, err := upstreamtest.ParseFault(*faultName)
@@ -45,7 +50,14 @@ func main() {
 	if *users <= 0 {
 		log.Fatalf("fakeupstream: -users must be positive, got %d", *users)
 	}
-	h := upstreamtest.NewHandler(upstreamtest.Options{Users: *users, Latency: *latency})
+	creds, err := parseCredentials(*credList)
+	if err != nil {
+		log.Fatalf("fakeupstream: -credentials: %v", err)
+	}
+	if len(creds) == 0 {
+		creds = upstreamtest.DemoCredentials()
+	}
+	h := upstreamtest.NewHandler(upstreamtest.Options{Users: *users, Latency: *latency, Lazy: *lazy, Credentials: creds})
 	h.SetFault(fault)
 
 	ln, err := net.Listen("tcp", *listen)
@@ -54,14 +66,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	printBanner(os.Stdout, ln.Addr().String(), upstreamtest.DemoCredentials())
+	printBanner(os.Stdout, ln.Addr().String(), creds)
 	if err := serve(ctx, ln, h); err != nil {
 		log.Fatalf("fakeupstream: %v", err)
 	}
 }
 
-// printBanner tells the user how to call the fake. The credentials are the
-// fixed public demo ones, not secrets.
+// printBanner tells the user how to call the fake. The credentials are
+// fake ones (the public demo ones, or test values given with
+// -credentials), not secrets.
 func printBanner(w io.Writer, addr string, creds []upstreamtest.Credential) {
 	fmt.Fprintf(w, "fake CommPeak user API on http://%s\n", addr)
 	for _, c := range creds {
@@ -97,4 +110,23 @@ func serve(ctx context.Context, ln net.Listener, h *upstreamtest.Handler) error 
 		return fmt.Errorf("serving: %w", err)
 	}
 	return nil
+}
+
+// parseCredentials parses -credentials: comma-separated
+// "user:password:tenant" items. The password may not contain a comma or a
+// colon; none of the parts may be empty. An empty list is nil, nil.
+func parseCredentials(list string) ([]upstreamtest.Credential, error) {
+	if list == "" {
+		return nil, nil
+	}
+	var creds []upstreamtest.Credential
+	for i, item := range strings.Split(list, ",") {
+		parts := strings.Split(item, ":")
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			// Say which item, not what it held: it holds a password.
+			return nil, fmt.Errorf("item %d is not user:password:tenant", i+1)
+		}
+		creds = append(creds, upstreamtest.Credential{Username: parts[0], Password: parts[1], Tenant: parts[2]})
+	}
+	return creds, nil
 }

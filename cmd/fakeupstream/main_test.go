@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,38 @@ func TestPrintBanner(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("got banner %q, want it to contain %q", out, want)
 		}
+	}
+}
+
+func TestParseCredentials(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []upstreamtest.Credential
+		wantErr bool
+	}{
+		{in: "", want: nil},
+		{in: "a:pa:t1", want: []upstreamtest.Credential{{Username: "a", Password: "pa", Tenant: "t1"}}},
+		{in: "a:pa:t1,b:pb:t1", want: []upstreamtest.Credential{
+			{Username: "a", Password: "pa", Tenant: "t1"}, {Username: "b", Password: "pb", Tenant: "t1"}}},
+		{in: "a:s3cr3t", wantErr: true},
+		{in: "a:s3cr3t:x:t", wantErr: true},
+		{in: "a::t", wantErr: true},
+		{in: ":s3cr3t:t", wantErr: true},
+		{in: "a:s3cr3t:", wantErr: true},
+		{in: "a:pa:t1,", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseCredentials(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("got error %q, want it not to repeat the input (it holds passwords)", err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -62,6 +62,12 @@ type Options struct {
 	// Latency is added before answering each /api/ request. Zero or
 	// negative means none. SetLatency changes it at run time.
 	Latency time.Duration
+	// Lazy builds each seeded user when it is first needed instead of in
+	// NewHandler, then keeps it, so a fake with hundreds of thousands of
+	// users per tenant starts at once (load tests). Answers are the same
+	// either way: a seeded user is deterministic. False (the zero value)
+	// builds every user in NewHandler.
+	Lazy bool
 }
 
 // defaultUsers is small enough to build instantly and large enough for
@@ -100,6 +106,11 @@ type Handler struct {
 	users  map[string]map[string]*user // tenant → id → user
 	nextID map[string]int              // tenant → id the next POST creates
 
+	// lazySeeded is the number of seeded users per tenant not built by
+	// NewHandler but on first lookup (Options.Lazy); 0 when eager.
+	// Read-only after NewHandler.
+	lazySeeded int
+
 	oversize func() []byte // builds the FaultOversize body once, on first use
 
 	closeOnce sync.Once
@@ -112,7 +123,8 @@ type Handler struct {
 }
 
 // NewHandler returns a Handler with opts' users seeded for every tenant and
-// each body precomputed, so repeated GETs are byte-identical.
+// each body precomputed (on first use with opts.Lazy), so repeated GETs are
+// byte-identical.
 func NewHandler(opts Options) *Handler {
 	creds := opts.Credentials
 	if len(creds) == 0 {
@@ -136,13 +148,18 @@ func NewHandler(opts Options) *Handler {
 		if _, ok := h.users[c.Tenant]; ok {
 			continue
 		}
-		byID := make(map[string]*user, n)
-		for i := 1; i <= n; i++ {
-			id := strconv.Itoa(i)
-			byID[id] = newUser(c.Tenant, id)
+		byID := make(map[string]*user)
+		if !opts.Lazy {
+			for i := 1; i <= n; i++ {
+				id := strconv.Itoa(i)
+				byID[id] = newUser(c.Tenant, id)
+			}
 		}
 		h.users[c.Tenant] = byID
 		h.nextID[c.Tenant] = n + 1
+	}
+	if opts.Lazy {
+		h.lazySeeded = n
 	}
 	h.oversize = sync.OnceValue(buildOversize)
 	h.SetLatency(opts.Latency)
@@ -210,9 +227,36 @@ func (h *Handler) Close() {
 // lookup returns tenant's user id. The returned user must not be modified.
 func (h *Handler) lookup(tenant, id string) (*user, bool) {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	u, ok := h.users[tenant][id]
-	return u, ok
+	h.mu.RUnlock()
+	if ok || !h.isLazySeed(id) {
+		return u, ok
+	}
+	// Build outside the lock (it takes tens of microseconds), then keep
+	// whichever user got there first: another lookup's, or a PUT's.
+	built := newUser(tenant, id)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byID, ok := h.users[tenant]
+	if !ok {
+		return nil, false
+	}
+	if u, ok := byID[id]; ok {
+		return u, true
+	}
+	byID[id] = built
+	return built, true
+}
+
+// isLazySeed reports whether id is a seeded user that Options.Lazy left
+// to be built on first use: a canonical decimal ("7", not "07" or "+7") in
+// 1..lazySeeded. It does not check that a tenant exists.
+func (h *Handler) isLazySeed(id string) bool {
+	if h.lazySeeded == 0 {
+		return false
+	}
+	n, err := strconv.Atoi(id)
+	return err == nil && n >= 1 && n <= h.lazySeeded && strconv.Itoa(n) == id
 }
 
 // Fixed answers of the API routes.

@@ -25,6 +25,9 @@ func (h *Handler) serveUpdate(w http.ResponseWriter, r *http.Request, tenant, id
 	}
 	h.mu.Lock()
 	old, found := h.users[tenant][id]
+	if !found && h.isLazySeed(id) {
+		old, found = newUser(tenant, id), true // seeded, not built yet (Options.Lazy)
+	}
 	if !found {
 		h.mu.Unlock()
 		writeJSON(w, http.StatusNotFound, userNotFoundBody)
