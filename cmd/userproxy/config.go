@@ -101,7 +101,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
-	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 32<<20, "size bound of the in-process tier in front of Redis")
+	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", time.Second, "lifetime of an entry in the in-process tier in front of Redis: the longest a replica may miss another's invalidation (0 = no tier)")
 	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored)")
 	fs.BoolVar(&c.Passthrough, "passthrough", true, "pass requests other than GET|HEAD /api/users/{id} through to the upstream, uncached")
