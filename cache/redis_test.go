@@ -298,8 +298,11 @@ func TestRedisDown(t *testing.T) {
 			if errors.Is(err, ErrGenerationChanged) {
 				t.Errorf("got %v, want a store error", err)
 			}
-			if elapsed > budget+200*time.Millisecond {
-				t.Errorf("took %v, want about the %v budget at most", elapsed, budget)
+			// Loose on purpose: this tells "bounded by the caller's
+			// deadline" from "hangs", not fast from slow (a loaded CI
+			// machine must not fail it).
+			if elapsed > budget+2*time.Second {
+				t.Errorf("took %v, want it bounded by the %v deadline", elapsed, budget)
 			}
 		})
 	}
