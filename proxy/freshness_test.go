@@ -29,15 +29,17 @@ func freshEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 	return newEnv(t, store, o)
 }
 
-// waitFor polls cond until it holds or fails the test after 5s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds or fails the test after 10s.
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
+		<-tick.C
 	}
 }
 

@@ -59,13 +59,8 @@ func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
 	done := make(chan struct{})
 	go func() { defer close(done); tier.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	deadline := time.Now().Add(10 * time.Second)
-	for tier.Stats().Subscribes == 0 { // the first subscription flushes the tier
-		if time.Now().After(deadline) {
-			t.Fatal("the tier did not subscribe within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// The first subscription flushes the tier: let it happen first.
+	waitFor(t, "the tier to subscribe", func() bool { return tier.Stats().Subscribes > 0 })
 	return tier
 }
 

@@ -152,13 +152,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		done <- result{status: resp.StatusCode}
 	}()
 	// Wait until the request is in flight at the upstream, then stop.
-	deadline := time.Now().Add(5 * time.Second)
-	for up.RequestsFor("2") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("request never reached the upstream")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the request to reach the upstream", func() bool { return up.RequestsFor("2") > 0 })
 	s.stop()
 
 	// While draining, readiness is withdrawn (the admin listener stays up
@@ -242,13 +236,7 @@ func TestShutdownIsBoundedByDrainTimeout(t *testing.T) {
 		}
 		done <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for up.Stats().Hanging == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("request never reached the upstream")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the request to hang at the upstream", func() bool { return up.Stats().Hanging > 0 })
 	s.stop()
 	select {
 	case code := <-s.exit:
@@ -269,4 +257,18 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// waitFor polls cond until it holds or fails the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
 }
