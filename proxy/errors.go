@@ -54,7 +54,9 @@ func (h *Handler) classify(err error) failure {
 		return failure{status: http.StatusServiceUnavailable, detail: "breaker-open",
 			retryAfter: retryAfterSeconds(h.upstream.RetryAfter()),
 			msg:        "upstream unavailable: circuit breaker open"}
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		// ErrTimeout also covers the transport's response-header timeout,
+		// which is a net.Error, not a context deadline.
 		return failure{status: http.StatusGatewayTimeout, detail: "timeout", msg: "upstream timed out"}
 	case errors.Is(err, upstream.ErrBodyTooLarge):
 		return failure{status: http.StatusBadGateway, fwdStatus: http.StatusOK, detail: "body-too-large",
