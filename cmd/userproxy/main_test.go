@@ -191,6 +191,12 @@ func TestEncryptedRedisEndToEnd(t *testing.T) {
 	s := start(t, "-upstream-url", up.URL, "-redis-url", rs.URL(), "-key-secret", "0123456789abcdef-secret",
 		"-cache-encryption-key-file", keyFile, "-redact-fields", "registration_password")
 	demo := upstreamtest.DemoCredentials()[0]
+	// The tier flushes when its subscription is first established; let that
+	// happen before the requests whose hits the test counts.
+	waitFor(t, "the invalidation subscription", func() bool {
+		_, m := get(t, s.admin+"/metrics", "", "")
+		return strings.Contains(m, "userproxy_l1_subscriptions_total 1")
+	})
 	_, first := get(t, s.proxy+"/api/users/3", demo.Username, demo.Password)
 	resp, second := get(t, s.proxy+"/api/users/3", demo.Username, demo.Password)
 	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "userproxy; hit") || second != first {
