@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // backend is a Redis the tests can run against, plus its way of letting time pass.
@@ -77,19 +78,10 @@ func redisFixture(b backend, opts RedisOptions) fixture {
 	}
 }
 
-// waitFor polls cond every few milliseconds until it holds, failing the test
-// after timeout.
+// waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		<-tick.C
-	}
+	testkit.WaitFor(t, timeout, "the condition", cond)
 }
 
 // backends lists the Redis implementations every Redis test runs against.

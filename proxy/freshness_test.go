@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
@@ -32,15 +33,7 @@ func freshEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 // waitFor polls cond until it holds or fails the test after 10s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func TestStaleWhileRevalidate(t *testing.T) {

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -71,15 +71,5 @@ func cannedResponse(status int, body string) *http.Response {
 // breaker's own clock); tests that can use testing/synctest do.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: gave up after 5s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.WaitFor(t, 5*time.Second, what, cond)
 }

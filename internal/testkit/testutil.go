@@ -1,0 +1,49 @@
+// Package testkit holds the small helpers several packages' tests share:
+// waiting on a condition (never a bare sleep) and a log buffer that
+// concurrent writers may use.
+package testkit
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond every 2ms until it holds, and fails tb after timeout,
+// naming what it waited for. The timeout is a bound for "never happens",
+// not a speed assertion: pass a generous one.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// SyncBuffer is a bytes.Buffer that is safe for concurrent writers, such
+// as a logger used by request and background goroutines. The zero value is
+// ready to use.
+type SyncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

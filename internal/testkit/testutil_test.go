@@ -1,0 +1,57 @@
+package testkit
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWaitForReturnsOnceTheConditionHolds(t *testing.T) {
+	var n atomic.Int32
+	go func() {
+		for range 3 {
+			n.Add(1)
+		}
+	}()
+	WaitFor(t, 10*time.Second, "three increments", func() bool { return n.Load() == 3 })
+	if got := n.Load(); got != 3 {
+		t.Errorf("after WaitFor: got %d, want 3", got)
+	}
+}
+
+// failRecorder records Fatalf instead of stopping the test.
+type failRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *failRecorder) Helper() {}
+func (f *failRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+}
+
+func TestWaitForFailsAfterTheTimeout(t *testing.T) {
+	f := &failRecorder{TB: t}
+	calls := 0
+	WaitFor(f, 10*time.Millisecond, "something that never happens", func() bool {
+		calls++
+		return f.msg != "" // stop polling once Fatalf was called
+	})
+	if f.msg == "" || calls < 2 {
+		t.Errorf("got message %q after %d polls, want a timeout failure", f.msg, calls)
+	}
+}
+
+func TestSyncBufferConcurrentWriters(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { b.Write([]byte("ab")) })
+	}
+	wg.Wait()
+	if got := len(b.String()); got != 16 {
+		t.Errorf("length: got %d, want 16", got)
+	}
+}
