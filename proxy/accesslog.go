@@ -33,18 +33,13 @@ func AccessLog(next http.Handler, opts AccessLogOptions) http.Handler {
 	if next == nil {
 		panic("proxy: AccessLog: nil handler")
 	}
-	if opts.Logger == nil || opts.SampleRate <= 0 {
+	al := newAccessLogger(opts)
+	if al == nil {
 		return next
 	}
-	if opts.Rand == nil {
-		opts.Rand = rand.Float64
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := opts.Now()
-		sampled := opts.SampleRate >= 1 || opts.Rand() < opts.SampleRate
+		start := al.now()
+		sampled := al.sample()
 		lw := &loggingWriter{ResponseWriter: w}
 		next.ServeHTTP(lw, r)
 		status := lw.status
@@ -54,17 +49,20 @@ func AccessLog(next http.Handler, opts AccessLogOptions) http.Handler {
 		if !sampled && status < 500 {
 			return
 		}
-		opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", status),
-			slog.Int64("bytes", lw.bytes),
-			slog.Float64("duration_seconds", opts.Now().Sub(start).Seconds()),
-			slog.String("cache_status", w.Header().Get("Cache-Status")),
-			slog.String("request_id", RequestIDFrom(r.Context())),
-			slog.String("remote", r.RemoteAddr),
-		)
+		al.log(r.Context(), r.Method, r.URL.EscapedPath(), status, lw.bytes, start,
+			w.Header().Get("Cache-Status"), RequestIDFrom(r.Context()), r.RemoteAddr)
 	})
+}
+
+// withDefaults fills in the documented defaults.
+func (o AccessLogOptions) withDefaults() AccessLogOptions {
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
 }
 
 // loggingWriter records the status and the body bytes written through it.

@@ -2,10 +2,14 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
@@ -129,4 +133,36 @@ func BenchmarkMissMemory(b *testing.B) {
 // what one production hit costs in the proxy's own code.
 func BenchmarkHitL1Wrapped(b *testing.B) {
 	benchHits(b, proxy.WithRequestID(proxy.AccessLog(benchHandler(b, tierStore(b)), proxy.AccessLogOptions{})))
+}
+
+// benchFrontHits measures a hit through Front, the handler the binary
+// serves: request parsing aside, everything a production hit costs in the
+// proxy's code, request id and header copies into fasthttp included.
+func benchFrontHits(b *testing.B, h *proxy.Handler) {
+	serve := h.Front(proxy.FrontOptions{})
+	var c fasthttp.RequestCtx
+	c.Request.Header.SetMethod(http.MethodGet)
+	c.Request.SetRequestURI("/api/users/1")
+	c.Request.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("demo:demo-password")))
+	serve(&c) // warm
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		c.Response.Reset()
+		serve(&c)
+	}
+	b.StopTimer()
+	if st := string(c.Response.Header.Peek("Cache-Status")); c.Response.StatusCode() != 200 || !strings.HasPrefix(st, "userproxy; hit;") {
+		b.Fatalf("last answer: %d %q, want a hit", c.Response.StatusCode(), st)
+	}
+}
+
+func BenchmarkHitFrontMemory(b *testing.B) {
+	benchFrontHits(b, benchHandler(b, cache.NewMemory(cache.MemoryOptions{})))
+}
+
+// BenchmarkHitFrontL1 is the production hot path: Front, with the
+// in-process tier in front of a real Redis.
+func BenchmarkHitFrontL1(b *testing.B) {
+	benchFrontHits(b, benchHandler(b, tierStore(b)))
 }

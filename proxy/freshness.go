@@ -54,16 +54,13 @@ type directives struct {
 	noStore bool // do not use the cache at all, in either direction
 }
 
-// clientDirectives reads Cache-Control (and Pragma for HTTP/1.0 clients).
-// max-age=0 asks the same as no-cache.
-func (h *Handler) clientDirectives(r *http.Request) directives {
+// clientDirectives reads the Cache-Control field values (and Pragma's, for
+// HTTP/1.0 clients, when there is no Cache-Control). max-age=0 asks the
+// same as no-cache.
+func clientDirectives(cc, pragma []string) directives {
 	var d directives
-	if !h.honorCC {
-		return d
-	}
-	cc := r.Header.Values("Cache-Control")
 	if len(cc) == 0 {
-		for _, p := range r.Header.Values("Pragma") {
+		for _, p := range pragma {
 			if strings.EqualFold(strings.TrimSpace(p), "no-cache") {
 				d.noCache = true
 			}

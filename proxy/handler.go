@@ -211,7 +211,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest, ok := strings.CutPrefix(rawPath, usersPrefix); ok {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			h.serveUser(w, r, rest)
+			u := h.httpUserRequest(r)
+			h.serveUser(w, &u, rest)
 			return
 		case http.MethodPut, http.MethodPatch, http.MethodDelete:
 			h.serveWrite(w, r, rest)

@@ -102,7 +102,7 @@ type env struct {
 	up     *upstreamtest.Server
 	client *upstream.Client
 	h      *proxy.Handler
-	srv    *httptest.Server
+	srv    *testServer
 	m      *metrics.Metrics
 	reg    *prometheus.Registry
 	clock  *clock
@@ -158,7 +158,7 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
-	e.srv = httptest.NewServer(e.h)
+	e.srv = newTestServer(t, e.h)
 	t.Cleanup(e.h.Close) // runs after the server has closed
 	t.Cleanup(e.srv.Close)
 	return e

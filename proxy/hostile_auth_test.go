@@ -3,9 +3,10 @@ package proxy_test
 import (
 	"encoding/base64"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/userproxy/userproxy/proxy"
 )
 
 // hostileAuth are Authorization headers (zero, one or several lines) that
@@ -96,22 +97,17 @@ func TestMultipleAuthorizationHeaders(t *testing.T) {
 	}
 }
 
-// TestAuthorizationPastMaxHeaderBytes: on a server with a header limit
-// (cmd/userproxy sets MaxHeaderBytes), an Authorization header past it is
-// refused by net/http with 431 before the handler runs. net/http writes that
-// answer itself, as text/plain, so it cannot be the proxy's JSON error; the
-// point here is that it never reaches the cache or the upstream.
+// TestAuthorizationPastMaxHeaderBytes: the front server bounds the request
+// line and header fields (64 KiB, like net/http's MaxHeaderBytes before it);
+// an Authorization header past that is refused with the proxy's JSON 431
+// before the handler runs, never reaching the cache or the upstream.
 func TestAuthorizationPastMaxHeaderBytes(t *testing.T) {
 	e, cs := hostileEnv(t)
-	srv := httptest.NewUnstartedServer(e.h)
-	srv.Config.MaxHeaderBytes = 16 << 10
-	srv.Start()
+	srv := serveFront(t, e.h.Front(proxy.FrontOptions{}))
 	t.Cleanup(srv.Close)
 	before := footprintOf(e, cs)
-	r := rawDo(t, srv, http.MethodGet, "/api/users/1", []string{basicHeader("hostile-user-K7:" + strings.Repeat("Z", 30<<10))}, "")
-	if r.status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("got %d %q, want 431", r.status, r.body)
-	}
+	r := rawDo(t, srv, http.MethodGet, "/api/users/1", []string{basicHeader("hostile-user-K7:" + strings.Repeat("Z", 80<<10))}, "")
+	wantJSONError(t, r, http.StatusRequestHeaderFieldsTooLarge)
 	wantNoEcho(t, r, []string{"hostile-user-K7", "ZZZZZZZZ"})
 	wantUntouched(t, e, cs, before)
 }

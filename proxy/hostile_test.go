@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -90,7 +89,7 @@ func wantUntouched(t *testing.T, e *env, cs *countingStore, before footprint) {
 // request line, header lines ("Name: value", possibly repeated) and body.
 // Nothing normalises the target or merges the headers, as net/http's client
 // would.
-func rawDo(t *testing.T, srv *httptest.Server, method, target string, headers []string, body string) response {
+func rawDo(t *testing.T, srv *testServer, method, target string, headers []string, body string) response {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 5*time.Second)
 	if err != nil {

@@ -46,7 +46,7 @@ func WithRequestID(next http.Handler) http.Handler {
 		if len(idValue) == 1 && visibleASCII(idValue[0], maxRequestIDLen) {
 			fwd.RequestID = idValue[0]
 		} else {
-			fwd.RequestID = rand.Text() // 26 base32 characters, 128 bits of randomness
+			fwd.RequestID = newRequestID()
 			idValue = []string{fwd.RequestID}
 		}
 		if tp := r.Header["Traceparent"]; len(tp) == 1 && visibleASCII(tp[0], maxTraceparent) {
@@ -61,6 +61,10 @@ func WithRequestID(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), fwd)))
 	})
 }
+
+// newRequestID returns a fresh id: 26 base32 characters, 128 bits of
+// randomness.
+func newRequestID() string { return rand.Text() }
 
 // RequestIDFrom returns the request id WithRequestID gave the request whose
 // context ctx is, or "" outside WithRequestID.

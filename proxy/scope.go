@@ -115,6 +115,6 @@ func (c *scopeCache) put(auth string, s *scoped) {
 	if c.m == nil || len(c.m) >= maxScopeCache {
 		c.m = make(map[string]*scoped)
 	}
-	c.m[auth] = s
+	c.m[strings.Clone(auth)] = s // auth may alias a request buffer (front.go)
 	c.mu.Unlock()
 }

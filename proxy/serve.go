@@ -20,7 +20,7 @@ const (
 
 // serveHit answers from a fresh cached entry. It is the hot path: header
 // values come precomputed (headers.go), so it does not allocate.
-func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e cache.Entry, start time.Time) {
+func (h *Handler) serveHit(w http.ResponseWriter, r *userRequest, e cache.Entry, start time.Time) {
 	hdr := w.Header()
 	negative := e.Status == http.StatusNotFound
 	hdr["Cache-Status"] = hitStatus(seconds(e.Expires.Sub(start)), negative)
@@ -36,7 +36,7 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e cache.Entry
 // serveStale answers from an expired entry, on purpose: while it is being
 // revalidated, or because the upstream failed. params carries the reason
 // (fwd-status and/or detail); ttl is negative, how long ago it expired.
-func (h *Handler) serveStale(w http.ResponseWriter, r *http.Request, e cache.Entry, start time.Time, reason, params string) {
+func (h *Handler) serveStale(w http.ResponseWriter, r *userRequest, e cache.Entry, start time.Time, reason, params string) {
 	hdr := w.Header()
 	hdr.Set("Cache-Status", "userproxy; hit; fwd=stale"+params+"; ttl="+strconv.FormatInt(-seconds(start.Sub(e.Expires)), 10))
 	hdr.Set("Age", strconv.FormatInt(seconds(start.Sub(e.Stored)), 10))
@@ -77,7 +77,7 @@ func missStatus(fwdStatus int, detail string, stored, collapsed bool) string {
 
 // writeEntry writes a stored or fetched answer, byte-identical to what the
 // upstream sent. A HEAD gets the headers only.
-func writeEntry(w http.ResponseWriter, r *http.Request, e cache.Entry) {
+func writeEntry(w http.ResponseWriter, r *userRequest, e cache.Entry) {
 	hdr := w.Header()
 	switch {
 	case e.ContentType != "":
@@ -91,7 +91,7 @@ func writeEntry(w http.ResponseWriter, r *http.Request, e cache.Entry) {
 	}
 	hdr["Content-Length"] = intValue(int64(len(e.Body)))
 	w.WriteHeader(e.Status)
-	if r.Method != http.MethodHead {
+	if !r.head {
 		w.Write(e.Body)
 	}
 }

@@ -12,8 +12,31 @@ import (
 	"github.com/userproxy/userproxy/upstream"
 )
 
+// userRequest is what the read-through path needs of a request. Both
+// fronts fill it in: ServeHTTP from a net/http Request, the fasthttp front
+// (front.go) from its RequestCtx, so both run exactly the same logic.
+type userRequest struct {
+	ctx   context.Context
+	head  bool       // HEAD: headers only
+	auth  string     // the Authorization field value, if exactly one was sent
+	nAuth int        // how many Authorization fields were sent
+	dir   directives // the client's cache directives
+}
+
+// httpUserRequest describes r.
+func (h *Handler) httpUserRequest(r *http.Request) userRequest {
+	u := userRequest{ctx: r.Context(), head: r.Method == http.MethodHead}
+	if auth := r.Header["Authorization"]; len(auth) > 0 { // canonical key: no allocation
+		u.auth, u.nAuth = auth[0], len(auth)
+	}
+	if h.honorCC {
+		u.dir = clientDirectives(r.Header["Cache-Control"], r.Header["Pragma"])
+	}
+	return u
+}
+
 // serveUser is the read-through path for GET|HEAD /api/users/{id}.
-func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string) {
+func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string) {
 	start := h.now()
 	id, ok := h.checkID(w, rawID)
 	if !ok {
@@ -29,7 +52,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		return
 	}
 	key := cache.Key{ID: id, Scope: scope}
-	dir := h.clientDirectives(r)
+	dir := r.dir
 	if dir.noStore {
 		h.serveNoStore(w, r, key, cred, start)
 		return
@@ -39,7 +62,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	var haveStale bool
 	var seen lookupResult // what this request's lookup read, for the fill
 	if !dir.noCache {
-		e, gen, ok, err := h.lookup(r.Context(), key)
+		e, gen, ok, err := h.lookup(r.ctx, key)
 		seen = lookupResult{gen: gen, done: true, err: err != nil}
 		if ok {
 			switch {
@@ -60,7 +83,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		}
 	}
 
-	res, collapsed, err := h.fill(r.Context(), key, cred, dir.noCache, seen)
+	res, collapsed, err := h.fill(r.ctx, key, cred, dir.noCache, seen)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
@@ -98,8 +121,8 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 // serveNoStore answers a client that asked for Cache-Control: no-store: the
 // cache is neither read nor written, so the call is not coalesced either
 // (nothing it could share).
-func (h *Handler) serveNoStore(w http.ResponseWriter, r *http.Request, k cache.Key, cred upstream.Credentials, start time.Time) {
-	res := h.fetch(r.Context(), k, cred)
+func (h *Handler) serveNoStore(w http.ResponseWriter, r *userRequest, k cache.Key, cred upstream.Credentials, start time.Time) {
+	res := h.fetch(r.ctx, k, cred)
 	if res.err != nil {
 		f := h.classify(res.err)
 		w.Header().Set("Cache-Status", "userproxy; fwd=request"+fwdParams(f.fwdStatus, f.detail))
@@ -114,7 +137,7 @@ func (h *Handler) serveNoStore(w http.ResponseWriter, r *http.Request, k cache.K
 }
 
 // serveFetched writes an answer the upstream has just given.
-func (h *Handler) serveFetched(w http.ResponseWriter, r *http.Request, res *fillResult, cacheStatus, result string, start time.Time) {
+func (h *Handler) serveFetched(w http.ResponseWriter, r *userRequest, res *fillResult, cacheStatus, result string, start time.Time) {
 	hdr := w.Header()
 	for k, v := range res.header {
 		hdr[k] = v
@@ -128,28 +151,27 @@ func (h *Handler) serveFetched(w http.ResponseWriter, r *http.Request, res *fill
 // credentials returns the credentials for the upstream call and the scope
 // they define. In inject mode the caller sends none and every caller shares
 // the injected credentials' scope.
-func (h *Handler) credentials(r *http.Request) (upstream.Credentials, string, error) {
+func (h *Handler) credentials(r *userRequest) (upstream.Credentials, string, error) {
 	if h.inject != nil {
 		return *h.inject, h.injectScope, nil
 	}
-	auth := r.Header["Authorization"] // canonical key: no allocation
-	if len(auth) > 1 {
+	if r.nAuth > 1 {
 		// Which one would the upstream use? Refuse rather than guess:
 		// the scope must describe exactly the credentials sent on.
 		return upstream.Credentials{}, "", errManyCredentials
 	}
-	if len(auth) == 0 {
+	if r.nAuth == 0 {
 		return upstream.Credentials{}, "", errNoCredentials
 	}
-	if s, ok := h.scopeCache.get(auth[0]); ok {
+	if s, ok := h.scopeCache.get(r.auth); ok {
 		return s.cred, s.scope, nil
 	}
-	cred, err := parseBasic(auth[0])
+	cred, err := parseBasic(r.auth)
 	if err != nil {
 		return upstream.Credentials{}, "", err
 	}
 	s := &scoped{cred: cred, scope: h.scopes.scope(cred)}
-	h.scopeCache.put(auth[0], s)
+	h.scopeCache.put(r.auth, s)
 	return s.cred, s.scope, nil
 }
 

@@ -220,7 +220,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		proxyLn.Close()
 		return fmt.Errorf("-admin-listen: %w", err)
 	}
-	proxySrv := newServer(wrapProxy(h, cfg, log), cfg.UpstreamTimeout+5*time.Second, log)
+	proxySrv := proxy.NewFrontServer(h.Front(proxy.FrontOptions{
+		AccessLog: proxy.AccessLogOptions{Logger: log, SampleRate: cfg.AccessLogSampleRate},
+	}), cfg.UpstreamTimeout+5*time.Second, log)
 	adminSrv := newServer(wrapAdmin(admin, cfg), 30*time.Second, log)
 
 	errc := make(chan error, 2)
@@ -247,9 +249,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := proxySrv.Shutdown(sctx); err != nil {
+	if err := proxySrv.ShutdownWithContext(sctx); err != nil {
 		log.Warn("in-flight requests did not finish within -shutdown-timeout", "err", err)
-		proxySrv.Close()
+		proxySrv.CloseAll()
 	}
 	h.Close() // background refreshes
 	adminSrv.Shutdown(sctx)
