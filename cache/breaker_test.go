@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,12 @@ import (
 )
 
 func TestRedisBreakerOpensOnDeadRedisAndRecovers(t *testing.T) {
+	for _, ap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("autopipeline=%v", ap), func(t *testing.T) { testBreakerOnDeadRedis(t, ap) })
+	}
+}
+
+func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 	srv := redistest.Start(t)
 	client, err := NewUniversalClient(srv.URL(), ClientOptions{Timeout: 200 * time.Millisecond})
 	if err != nil {
@@ -21,7 +28,7 @@ func TestRedisBreakerOpensOnDeadRedisAndRecovers(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	var mu sync.Mutex // protects changes
 	var changes []gobreaker.State
-	r := NewRedis(client, RedisOptions{Breaker: BreakerOptions{
+	r := NewRedis(client, RedisOptions{AutoPipeline: autoPipeline, Breaker: BreakerOptions{
 		Failures: 3, OpenTimeout: 100 * time.Millisecond,
 		OnStateChange: func(_, to gobreaker.State) { mu.Lock(); changes = append(changes, to); mu.Unlock() },
 	}})

@@ -31,6 +31,14 @@ type RedisOptions struct {
 	// decrypts it after it is read; unsealed or unopenable values are
 	// misses. Nil stores entries in the clear.
 	Sealer *Sealer
+
+	// AutoPipeline batches the reads of concurrent lookups into shared
+	// pipelines (see readBatcher): one write and one read per batch instead
+	// of a round trip each, which under load is most of what a read costs
+	// the proxy and Redis (system calls). A lone read still goes out at
+	// once, and each caller still waits no longer than its own context.
+	// False sends each read on its own.
+	AutoPipeline bool
 }
 
 const (
@@ -53,6 +61,7 @@ const (
 // cannot come back to life once invalidated.
 type Redis struct {
 	client     redis.UniversalClient
+	batch      *readBatcher // nil unless RedisOptions.AutoPipeline
 	prefix     string
 	genTTL     time.Duration
 	set        *redis.Script // setScript
@@ -71,8 +80,13 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	if opts.GenerationTTL <= 0 {
 		opts.GenerationTTL = defaultGenerationTTL
 	}
+	var batch *readBatcher
+	if opts.AutoPipeline {
+		batch = newReadBatcher(client)
+	}
 	return &Redis{
 		client:     client,
+		batch:      batch,
 		prefix:     opts.Prefix,
 		genTTL:     opts.GenerationTTL,
 		set:        redis.NewScript(setScript),
@@ -103,8 +117,12 @@ end
 return 1
 `
 
-// invalidateScript bumps a user's generation and makes the generation key
-// live at least GenerationTTL from now.
+// invalidateScript bumps a user's generation, makes the generation key
+// live at least GenerationTTL from now and, when given a channel, publishes
+// "id:<id>" on it. Publishing in the script makes "generation bumped" imply
+// "every subscribed replica was told" (see Tiered): a PUBLISH sent after the
+// script could fail on its own. Under Redis Cluster the message is broadcast
+// over the cluster bus to subscribers on every node.
 //
 // Setting a TTL only when the key has none (PTTL -1) is not enough: a
 // generation key created by Set carries the (short) entry TTL, and INCR keeps
@@ -113,12 +131,16 @@ return 1
 // Extending every bumped key to GenerationTTL closes that window; it never
 // shortens a TTL, so the key still outlives every entry.
 //
-// KEYS[1] generation key; ARGV[1] GenerationTTL in ms. Returns the new generation.
+// KEYS[1] generation key; ARGV[1] GenerationTTL in ms; optional ARGV[2]
+// channel and ARGV[3] user id. Returns the new generation.
 const invalidateScript = `
 local gen = redis.call('INCR', KEYS[1])
 local ttl = tonumber(ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
+end
+if ARGV[2] then
+  redis.call('PUBLISH', ARGV[2], 'id:' .. ARGV[3])
 end
 return gen
 `
@@ -135,7 +157,11 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 	}
 	var vals []any
 	err = r.guard(func() (err error) {
-		vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+		if r.batch != nil {
+			vals, err = r.batch.mget(ctx, r.genKey(k.ID), r.entryKey(k))
+		} else {
+			vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+		}
 		return err
 	})
 	if err != nil {
@@ -220,11 +246,21 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen 
 // generation: the old entries stay in Redis until their TTL but are never
 // returned again. It makes one round trip.
 func (r *Redis) Invalidate(ctx context.Context, id string) error {
+	return r.invalidateUser(ctx, id, "")
+}
+
+// invalidateUser is Invalidate that also publishes "id:<id>" on channel, in
+// the same script, unless channel is empty.
+func (r *Redis) invalidateUser(ctx context.Context, id, channel string) error {
 	if err := ValidateKey(id, ""); err != nil {
 		return fmt.Errorf("invalidating cached user: %w", err)
 	}
+	args := []any{r.genTTL.Milliseconds()}
+	if channel != "" {
+		args = append(args, channel, id)
+	}
 	err := r.guard(func() error {
-		return r.invalidate.Run(ctx, r.client, []string{r.genKey(id)}, r.genTTL.Milliseconds()).Err()
+		return r.invalidate.Run(ctx, r.client, []string{r.genKey(id)}, args...).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("invalidating cached user: %w", err)

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,11 +96,13 @@ var backends = []struct {
 
 func TestRedisStore(t *testing.T) {
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			testStore(t, func(t *testing.T) fixture {
-				return redisFixture(be.start(t), RedisOptions{})
+		for _, ap := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/autopipeline=%v", be.name, ap), func(t *testing.T) {
+				testStore(t, func(t *testing.T) fixture {
+					return redisFixture(be.start(t), RedisOptions{AutoPipeline: ap})
+				})
 			})
-		})
+		}
 	}
 }
 

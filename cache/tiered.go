@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,11 @@ type L1Options struct {
 	// MaxBytes bounds the tier, counted like Memory counts items. Zero
 	// means 32 MiB: the hot set of a frontend's users, not the whole cache.
 	MaxBytes int64
-	// TTL is how long an entry stays in the tier after it was read from
-	// Redis, and so the longest a replica can serve data that missed an
-	// invalidation while its subscription was down. Zero means 1s.
+	// TTL is the longest the tier may answer without a confirmed-current
+	// invalidation feed: it answers only while a heartbeat sent on the
+	// subscription less than TTL ago has come back (see Run). So it is the
+	// longest a replica can serve data that missed an invalidation. Items
+	// themselves live until their fresh expiry. Zero means 1s.
 	TTL time.Duration
 	// Channel is the Redis pub/sub channel invalidations are published on.
 	// Zero means "<prefix>:invalidations" of the Redis store.
@@ -31,15 +34,44 @@ type L1Options struct {
 	Now func() time.Time
 }
 
+// maxItemLife caps how long an item stays in the tier, whatever its
+// Entry.Expires says. Invalidation records must be kept as long as the
+// longest-lived item (see dropLocal), so the cap bounds that memory; it also
+// bounds the harm of an Expires written by a replica whose clock runs far
+// ahead. Ten minutes is well above the usual -cache-ttl (1m): a longer
+// entry costs one Redis read per ten minutes.
+const maxItemLife = 10 * time.Minute
+
+// minHeartbeat is the shortest interval between heartbeats, whatever the
+// TTL: a ping every few milliseconds would cost Redis more than it saves.
+const minHeartbeat = 5 * time.Millisecond
+
+// receiveRetry is the pause between failed receives on the subscription, so
+// that an unreachable Redis is not dialled in a tight loop.
+const receiveRetry = 100 * time.Millisecond
+
+// recordSlack bounds a Redis read that feeds the tier: an item whose read
+// (clock read to insert) took longer is not inserted. It keeps the
+// invalidation records' retention exact instead of assumed (see dropLocal).
+// Reads are bounded by the cache budget (milliseconds), far below this.
+const recordSlack = 10 * time.Second
+
 // Tiered is a Redis store with a small in-process tier (L1) in front of it,
 // with W-TinyLFU admission (otter) so a scan of cold users cannot flush the
-// hot set. It is correct across replicas: every invalidation is applied to
-// Redis, dropped locally, and published so that every replica drops it too;
-// and an L1 entry lives at most L1Options.TTL, so even an invalidation whose
-// message was lost is honoured within that bound. Scope isolation holds as in
-// Redis: L1 is keyed by the same Key.
+// hot set. Scope isolation holds as in Redis: L1 is keyed by the same Key.
 //
-// Run must be running for invalidations from other replicas to arrive.
+// It is correct across replicas. Every invalidation bumps the generation in
+// Redis and publishes on the channel in one script, and every replica's Run
+// applies what it hears. Run also sends a heartbeat (PING) on the
+// subscription every TTL/4; its pong, which Redis delivers in order with the
+// messages, proves that every invalidation before the ping was applied here.
+// The tier answers only until TTL after the sending of the ping whose pong
+// came last (its lease), so it never serves data that missed an
+// invalidation for longer than TTL, even if messages are lost; and an item
+// may then live until its fresh expiry (at most maxItemLife).
+//
+// Without Run there is never a lease and the tier answers nothing: every
+// read goes to Redis.
 type Tiered struct {
 	l2      *Redis
 	l1      *otter.Cache[Key, *l1Item]
@@ -48,27 +80,42 @@ type Tiered struct {
 	channel string
 	now     func() time.Time
 
+	// leaseFrom is the send time (Unix ns) of the heartbeat whose pong came
+	// back last; 0 while there is no lease (before the first pong, after a
+	// receive error or a resubscription, after Run returned).
+	leaseFrom atomic.Int64
+
 	// seq numbers invalidations. An L1 item remembers seq as it was before
 	// the Redis read that produced it; the item is dead if its user (or
 	// everybody: floor) was invalidated later.
-	seq        atomic.Uint64
-	floor      atomic.Uint64
-	nInval     atomic.Int64 // len(inval), read lock-free on the hit path
-	mu         sync.Mutex   // protects inval
-	inval      map[string]invalRecord
-	received   atomic.Uint64 // invalidation messages applied from other replicas
-	subscribes atomic.Uint64 // times the subscription was (re)established
-	hits       atomic.Uint64
-	misses     atomic.Uint64
+	seq     atomic.Uint64
+	floor   atomic.Uint64
+	longest atomic.Int64 // longest item lifetime inserted so far, ns
+	nInval  atomic.Int64 // len(records), read on the hit path to skip inval
+	inval   sync.Map     // user id → seq (uint64) of its latest invalidation
+	// mu protects records and orders writes to inval (held by dropLocal
+	// and dropAllLocal); insert holds it shared, see there.
+	mu      sync.RWMutex
+	records []invalRecord
+
+	received    atomic.Uint64 // invalidation messages applied from other replicas
+	subscribes  atomic.Uint64 // subscriptions established and confirmed by a pong
+	hits        atomic.Uint64
+	misses      atomic.Uint64
+	leaseMisses atomic.Uint64
 }
 
 type l1Item struct {
-	e   Entry
-	gen uint64
-	seq uint64
+	e       Entry
+	gen     uint64
+	seq     uint64
+	expires int64         // Unix ns: e.Expires, capped by maxItemLife
+	life    time.Duration // expires minus the insertion time, for otter
 }
 
+// invalRecord is one dropLocal, kept in order for pruning.
 type invalRecord struct {
+	id  string
 	seq uint64
 	at  time.Time
 }
@@ -76,9 +123,15 @@ type invalRecord struct {
 // L1Stats is a snapshot of the in-process tier, for metrics.
 type L1Stats struct {
 	Hits, Misses, Evictions, InvalidationsReceived uint64
-	Subscribes                                     uint64 // (re)subscriptions, each of which flushed the tier
-	Bytes                                          uint64
-	Entries                                        int
+	Subscribes                                     uint64 // (re)subscriptions confirmed by a heartbeat, each of which flushed the tier
+	// LeaseMisses counts the Misses that found a fresh item the tier could
+	// not serve because it held no lease.
+	LeaseMisses uint64
+	// LeaseValid is whether the tier holds a lease now: a heartbeat sent
+	// less than TTL ago has come back, so the tier answers.
+	LeaseValid bool
+	Bytes      uint64
+	Entries    int
 }
 
 // NewTiered returns l2 fronted by an in-process tier.
@@ -95,15 +148,16 @@ func NewTiered(l2 *Redis, opts L1Options) (*Tiered, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	t := &Tiered{l2: l2, ttl: opts.TTL, channel: opts.Channel, now: opts.Now,
-		counter: stats.NewCounter(), inval: map[string]invalRecord{}}
+	t := &Tiered{l2: l2, ttl: opts.TTL, channel: opts.Channel, now: opts.Now, counter: stats.NewCounter()}
 	var err error
 	t.l1, err = otter.New(&otter.Options[Key, *l1Item]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher: func(k Key, it *l1Item) uint32 {
 			return uint32(min(len(it.e.Body)+len(it.e.ContentType)+len(k.ID)+len(k.Scope)+itemOverhead, 1<<31))
 		},
-		ExpiryCalculator: otter.ExpiryWriting[Key, *l1Item](opts.TTL),
+		// Frees an item's memory at its expiry; GetLocal checks the
+		// expiry itself, to the nanosecond.
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[Key, *l1Item]) time.Duration { return e.Value.life }),
 		StatsRecorder:    t.counter,
 		Clock:            otterClock{opts.Now},
 	})
@@ -120,16 +174,49 @@ type otterClock struct{ now func() time.Time }
 func (c otterClock) NowNano() int64                    { return c.now().UnixNano() }
 func (otterClock) Tick(time.Duration) <-chan time.Time { return nil }
 
-// GetLocal answers from the in-process tier only, without I/O. The
-// returned Body is shared with the tier: callers must not modify it. A miss
-// here is not counted as a tier miss; Get counts it if it goes to Redis.
+// lookup is the outcome of a tier lookup.
+type lookup int
+
+const (
+	absent  lookup = iota // no live, fresh item
+	noLease               // a live, fresh item, but no lease to serve it
+	hit                   // a live, fresh item under a lease
+)
+
+// GetLocal answers from the in-process tier only, without I/O, and only
+// under a lease (see Tiered). The returned Body is shared with the tier:
+// callers must not modify it. A miss here is not counted as a tier miss;
+// Get counts it if it goes to Redis.
 func (t *Tiered) GetLocal(k Key) (e Entry, gen uint64, ok bool) {
-	it, ok := t.l1.GetIfPresent(k)
-	if !ok || !t.alive(k.ID, it.seq) {
+	it, res := t.local(k)
+	if res != hit {
 		return Entry{}, 0, false
 	}
 	t.hits.Add(1)
 	return it.e, it.gen, true
+}
+
+func (t *Tiered) local(k Key) (*l1Item, lookup) {
+	ent, ok := t.l1.GetEntry(k)
+	if !ok {
+		return nil, absent
+	}
+	// The clock read otter made for its own expiry check: one per lookup.
+	now, it := ent.SnapshotAtNano, ent.Value
+	if now >= it.expires || !t.alive(k.ID, it.seq) {
+		return nil, absent
+	}
+	if !t.leased(now) {
+		return nil, noLease
+	}
+	return it, hit
+}
+
+// leased reports whether the tier holds a lease at now (Unix ns). A lease
+// from the future (the wall clock stepped back) is void: unsigned, a
+// negative age is huge, so one compare rejects both.
+func (t *Tiered) leased(now int64) bool {
+	return uint64(now-t.leaseFrom.Load()) < uint64(t.ttl)
 }
 
 // alive reports whether an item read at seq has not been invalidated since.
@@ -140,60 +227,99 @@ func (t *Tiered) alive(id string, seq uint64) bool {
 	if t.nInval.Load() == 0 {
 		return true
 	}
-	t.mu.Lock()
-	r, ok := t.inval[id]
-	t.mu.Unlock()
-	return !ok || seq >= r.seq
+	r, ok := t.inval.Load(id)
+	return !ok || seq >= r.(uint64)
 }
 
-// Get answers from the tier, or from Redis (and keeps the answer in the
+// Get answers from the tier, or from Redis (and keeps a fresh answer in the
 // tier). The returned Body is shared with the tier: callers must not modify
 // it.
 func (t *Tiered) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
-	if e, gen, ok := t.GetLocal(k); ok {
-		return e, gen, true, nil
+	it, res := t.local(k)
+	if res == hit {
+		t.hits.Add(1)
+		return it.e, it.gen, true, nil
 	}
 	t.misses.Add(1)
+	if res == noLease {
+		t.leaseMisses.Add(1)
+	}
+	start := t.now()
 	seq := t.seq.Load()
 	e, gen, ok, err = t.l2.Get(ctx, k)
 	if err == nil && ok {
-		t.l1.Set(k, &l1Item{e: e, gen: gen, seq: seq})
+		t.insert(k, e, gen, seq, start, maxItemLife)
 	}
 	return e, gen, ok, err
 }
 
 // Set stores in Redis (see Redis.Set) and, once stored, in the tier.
 func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen uint64) error {
+	start := t.now()
 	seq := t.seq.Load()
 	if err := t.l2.Set(ctx, k, e, ttl, gen); err != nil {
 		return err
 	}
 	if ttl > 0 {
-		t.l1.Set(k, &l1Item{e: e, gen: gen, seq: seq})
+		t.insert(k, e, gen, seq, start, min(ttl, maxItemLife))
 	}
 	return nil
 }
 
-// Invalidate drops every scope of user id in Redis, here, and — through the
-// channel — in every replica's tier. The local tier is dropped even when
-// Redis fails.
-func (t *Tiered) Invalidate(ctx context.Context, id string) error {
-	err := t.l2.Invalidate(ctx, id)
-	t.dropLocal(id)
-	if err != nil {
-		return err
+// insert puts what a Redis operation that began at start (with seq loaded
+// after start) produced into the tier, to live until the entry's fresh
+// expiry and at most limit. A stale entry is not inserted: Redis may hold a
+// newer fill from another replica, and stale-while-revalidate must see it.
+func (t *Tiered) insert(k Key, e Entry, gen, seq uint64, start time.Time, limit time.Duration) {
+	// Shared with other inserts, exclusive of dropLocal: a record is never
+	// pruned between the checks below and the item becoming visible.
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	now := t.now()
+	if now.Sub(start) > recordSlack || !t.alive(k.ID, seq) {
+		return
 	}
-	return t.publish(ctx, "id:"+id)
+	life := min(e.Expires.Sub(now), limit)
+	if life <= 0 {
+		return
+	}
+	for cur := t.longest.Load(); int64(life) > cur && !t.longest.CompareAndSwap(cur, int64(life)); {
+		cur = t.longest.Load()
+	}
+	t.l1.Set(k, &l1Item{e: e, gen: gen, seq: seq, expires: now.Add(life).UnixNano(), life: life})
+}
+
+// Invalidate drops every scope of user id in Redis, here, and — through the
+// channel — in every replica's tier. The bump and the publish are one
+// script, so a generation bumped in Redis has always been announced. The
+// local tier is dropped even when Redis fails.
+func (t *Tiered) Invalidate(ctx context.Context, id string) error {
+	err := t.l2.invalidateUser(ctx, id, t.channel)
+	t.dropLocal(id)
+	return err
 }
 
 // InvalidateAll drops everything in Redis, here and in every replica.
+//
+// The pass bumps generations with many scripts on many nodes, so it cannot
+// publish atomically with them (and one message per user would flood every
+// replica). It publishes "all" before the pass, so every replica flushes
+// before any bump, and again after it, whether the pass succeeded or not,
+// for what replicas re-read while it ran. If that last publish fails, the
+// error is returned: the purge has failed and must be retried, as it must
+// anyway when the pass fails half-way and leaves Redis half purged; and
+// what a replica re-read during the pass lives at most to its fresh expiry.
 func (t *Tiered) InvalidateAll(ctx context.Context) error {
-	err := t.l2.InvalidateAll(ctx)
-	t.dropAllLocal()
-	if err != nil {
+	if err := t.publish(ctx, "all"); err != nil {
+		t.dropAllLocal()
 		return err
 	}
-	return t.publish(ctx, "all")
+	err := t.l2.InvalidateAll(ctx)
+	t.dropAllLocal()
+	if perr := t.publish(ctx, "all"); err == nil {
+		err = perr
+	}
+	return err
 }
 
 // Ping reports whether Redis answers.
@@ -206,62 +332,144 @@ func (t *Tiered) publish(ctx context.Context, msg string) error {
 	return nil
 }
 
-// recordSlack is added to the tier's TTL before an invalidation record is
-// forgotten. An item whose Redis read began before the invalidation may be
-// inserted after it, as late as the read's own timeout; the record must
-// outlive that item. Reads are bounded by the cache budget (milliseconds),
-// far below this.
-const recordSlack = 10 * time.Second
-
 // dropLocal kills every tier item of user id read before now, and forgets
-// records old enough that every item they could kill has expired.
+// records no item can need any more.
+//
+// A record kills items whose read began before it (seq < the record's seq).
+// Such an item may sit in the tier from before the record (dropLocal cannot
+// find a user's items: their keys hold scopes it does not know), or be
+// inserted after it, at most recordSlack later (see insert). Either way it
+// stops being served at its expiry, at most longest after its insertion.
+// So a record is needed until recordSlack + longest after it, and no longer:
+// the longest item lifetime (at most maxItemLife, in practice -cache-ttl)
+// plus the read bound. insert holds mu shared from its checks until the item
+// is visible, so a record cannot be pruned in between.
 func (t *Tiered) dropLocal(id string) {
-	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.inval[id] = invalRecord{seq: t.seq.Add(1), at: now}
-	for k, r := range t.inval {
-		if now.Sub(r.at) > t.ttl+recordSlack {
-			delete(t.inval, k)
-		}
+	seq := t.seq.Add(1)
+	now := t.now() // after seq: every read that this record kills began earlier
+	t.inval.Store(id, seq)
+	t.records = append(t.records, invalRecord{id: id, seq: seq, at: now})
+	keep := recordSlack + time.Duration(t.longest.Load())
+	n := 0
+	for n < len(t.records) && now.Sub(t.records[n].at) > keep {
+		r := t.records[n]
+		t.inval.CompareAndDelete(r.id, r.seq) // a later record of the same user stays
+		n++
 	}
-	t.nInval.Store(int64(len(t.inval)))
+	clear(t.records[:n])
+	t.records = t.records[n:]
+	t.nInval.Store(int64(len(t.records)))
 }
 
+// dropAllLocal kills every tier item. The records go too: the floor kills
+// everything they could.
 func (t *Tiered) dropAllLocal() {
+	t.mu.Lock()
 	t.floor.Store(t.seq.Add(1))
+	t.inval.Clear()
+	t.records = nil
+	t.nInval.Store(0)
+	t.mu.Unlock()
 	t.l1.InvalidateAll()
 }
 
-// Run applies invalidations published by every replica until ctx is done.
-// Whenever the subscription is (re)established the whole tier is dropped:
-// messages may have been missed while it was down.
+// Run applies invalidations published by every replica and keeps the lease
+// (see Tiered) until ctx is done. Whenever the subscription is
+// (re)established, and after any error receiving on it, the whole tier is
+// dropped and the lease is void: messages may have been missed.
+//
+// go-redis's Receive reconnects and resubscribes on a broken connection
+// (after returning the error), and Ping does on a failed write. Any ping
+// goes out on a connection after its SUBSCRIBE, so its pong comes after the
+// subscription's confirmation: by then the tier has been flushed, and the
+// floor kills every read that began before that, including reads of data
+// an invalidation missed while unsubscribed.
 func (t *Tiered) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ps := t.l2.client.Subscribe(ctx, t.channel)
-	defer ps.Close()
-	ch := ps.ChannelWithSubscriptions()
+	kick := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { t.heartbeat(ctx, ps, kick) })
+	defer func() {
+		cancel()
+		wg.Wait()
+		t.leaseFrom.Store(0)
+	}()
+	confirmed := false // has a pong come back on this subscription
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case msg, ok := <-ch:
-			if !ok {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			t.leaseFrom.Store(0)
+			t.dropAllLocal()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, redis.ErrClosed) {
 				return errors.New("invalidation subscription closed")
 			}
-			switch m := msg.(type) {
-			case *redis.Subscription:
-				if m.Kind == "subscribe" {
-					t.dropAllLocal()
-					t.subscribes.Add(1)
-				}
-			case *redis.Message:
-				t.received.Add(1)
-				if id, ok := strings.CutPrefix(m.Payload, "id:"); ok {
-					t.dropLocal(id)
-				} else {
-					t.dropAllLocal()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(receiveRetry):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				t.leaseFrom.Store(0)
+				t.dropAllLocal()
+				confirmed = false
+				select { // confirm it now rather than at the next tick
+				case kick <- struct{}{}:
+				default:
 				}
 			}
+		case *redis.Message:
+			t.received.Add(1)
+			if id, ok := strings.CutPrefix(m.Payload, "id:"); ok {
+				t.dropLocal(id)
+			} else {
+				t.dropAllLocal()
+			}
+		case *redis.Pong:
+			sent, err := strconv.ParseInt(m.Payload, 10, 64)
+			if err != nil || sent == 0 {
+				continue // not one of our heartbeats
+			}
+			t.leaseFrom.Store(sent)
+			if !confirmed {
+				confirmed = true
+				t.subscribes.Add(1)
+			}
+		}
+	}
+}
+
+// heartbeat pings on the subscription every TTL/4 (and when kicked) until
+// ctx is done, then closes it, which ends Run's Receive. The payload is the
+// send time: the pong that echoes it proves every invalidation Redis ran
+// before then has been delivered, so it needs no bookkeeping here. A failed
+// ping needs no handling either: without pongs the lease lapses by itself.
+func (t *Tiered) heartbeat(ctx context.Context, ps *redis.PubSub, kick <-chan struct{}) {
+	defer ps.Close()
+	interval := max(t.ttl/4, minHeartbeat)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		// A write only blocks when Redis stops reading; then give up, and
+		// go-redis reconnects.
+		pctx, pcancel := context.WithTimeout(ctx, max(interval, time.Second))
+		_ = ps.Ping(pctx, strconv.FormatInt(t.now().UnixNano(), 10))
+		pcancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-kick:
 		}
 	}
 }
@@ -272,6 +480,7 @@ func (t *Tiered) Stats() L1Stats {
 	return L1Stats{
 		Hits: t.hits.Load(), Misses: t.misses.Load(), Evictions: s.Evictions,
 		InvalidationsReceived: t.received.Load(), Subscribes: t.subscribes.Load(),
+		LeaseMisses: t.leaseMisses.Load(), LeaseValid: t.leased(t.now().UnixNano()),
 		Bytes: t.l1.WeightedSize(), Entries: t.l1.EstimatedSize(),
 	}
 }

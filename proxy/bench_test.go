@@ -13,6 +13,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream"
 )
@@ -94,10 +95,17 @@ func tierStore(b *testing.B) *cache.Tiered {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { client.Close() })
-	tier, err := cache.NewTiered(cache.NewRedis(client, cache.RedisOptions{}), cache.L1Options{TTL: time.Hour})
+	tier, err := cache.NewTiered(cache.NewRedis(client, cache.RedisOptions{}), cache.L1Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The tier answers only while its invalidation feed holds a lease:
+	// run the feed, as the binary does, and wait for the first one.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tier.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	testkit.WaitFor(b, 5*time.Second, "the tier's first lease", func() bool { return tier.Stats().LeaseValid })
 	return tier
 }
 

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,8 +18,9 @@ import (
 )
 
 // faultEnv is a proxy on a redis-server of the test's own, with the
-// production-like short cache budget.
-func faultEnv(t *testing.T, budget time.Duration) (*env, *redistest.Server) {
+// production-like short cache budget; batched says whether its reads go
+// through the read batcher (-redis-autopipeline).
+func faultEnv(t *testing.T, budget time.Duration, batched bool) (*env, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	client, err := cache.NewUniversalClient(srv.URL(), cache.ClientOptions{Timeout: budget})
@@ -26,7 +28,7 @@ func faultEnv(t *testing.T, budget time.Duration) (*env, *redistest.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	store := cache.NewRedis(client, cache.RedisOptions{Breaker: cache.BreakerOptions{OpenTimeout: 200 * time.Millisecond}})
+	store := cache.NewRedis(client, cache.RedisOptions{AutoPipeline: batched, Breaker: cache.BreakerOptions{OpenTimeout: 200 * time.Millisecond}})
 	e := newEnv(t, store, envOptions{
 		upstream: upstreamtest.Options{Latency: 20 * time.Millisecond},
 		proxy:    func(o *proxy.Options) { o.CacheTimeout = budget; o.Now = time.Now },
@@ -78,7 +80,7 @@ func (l *load) run(e *env, workers int, ids []string, stop <-chan struct{}) *syn
 // TestRedisKilledMidRun: Redis dies under load and comes back. Clients see
 // no errors, the upstream sees coalesced calls meanwhile, and hits resume.
 func TestRedisKilledMidRun(t *testing.T) {
-	e, srv := faultEnv(t, 100*time.Millisecond)
+	e, srv := faultEnv(t, 100*time.Millisecond, false)
 	ids := []string{"1", "2", "3"}
 	for _, id := range ids {
 		e.get(id, alice)
@@ -116,8 +118,14 @@ func TestRedisKilledMidRun(t *testing.T) {
 // TestRedisHungBoundedByBudget: a Redis that accepts connections but never
 // answers (SIGSTOP) costs each request at most the cache budget.
 func TestRedisHungBoundedByBudget(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("autopipeline=%v", batched), func(t *testing.T) { testRedisHung(t, batched) })
+	}
+}
+
+func testRedisHung(t *testing.T, batched bool) {
 	const budget = 50 * time.Millisecond
-	e, srv := faultEnv(t, budget)
+	e, srv := faultEnv(t, budget, batched)
 	ids := []string{"1", "2", "3"}
 	for _, id := range ids {
 		e.get(id, alice)

@@ -51,7 +51,7 @@ var storeKinds = []storeKind{
 // invalidations for the test's lifetime.
 func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
 	t.Helper()
-	tier, err := cache.NewTiered(redisStore(t, rawURL), cache.L1Options{})
+	tier, err := cache.NewTiered(redisStore(t, rawURL), cache.L1Options{Now: clockFor(t).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +83,19 @@ type clock struct {
 }
 
 func newClock() *clock { return &clock{now: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)} }
+
+// testClocks holds one clock per test, shared by its envs and its stores
+// (the in-process tier judges freshness and its lease by it, so it must
+// see the time the handler sees).
+var testClocks sync.Map // *testing.T → *clock
+
+func clockFor(t *testing.T) *clock {
+	c, loaded := testClocks.LoadOrStore(t, newClock())
+	if !loaded {
+		t.Cleanup(func() { testClocks.Delete(t) })
+	}
+	return c.(*clock)
+}
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
@@ -122,7 +135,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, up: upstreamtest.NewServer(t, o.upstream), reg: prometheus.NewRegistry(), clock: newClock(), store: store}
+	e := &env{t: t, up: upstreamtest.NewServer(t, o.upstream), reg: prometheus.NewRegistry(), clock: clockFor(t), store: store}
 	e.m = metrics.New(e.reg)
 	timeout := o.timeout
 	if timeout == 0 {

@@ -42,6 +42,8 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	RedisTimeout    time.Duration
 	RedisPoolSize   int
+	RedisAutoPipe   bool
+	MemoryLimit     int64
 	MaxBodyBytes    int64
 	MemoryMaxBytes  int64
 	L1MaxBytes      int64
@@ -99,10 +101,12 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 3*time.Second, "budget for one upstream call, body included")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "budget for one cache operation before failing open to the upstream")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
+	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", false, "batch the cache reads of concurrent requests into shared Redis pipelines (experimental: see README)")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 24 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
 	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")
-	fs.DurationVar(&c.L1TTL, "l1-ttl", time.Second, "lifetime of an entry in the in-process tier in front of Redis: the longest a replica may miss another's invalidation (0 = no tier)")
+	fs.DurationVar(&c.L1TTL, "l1-ttl", time.Second, "the longest the in-process tier in front of Redis may answer without a confirmed-current invalidation feed, so the longest a replica may miss another's invalidation; entries live until their fresh expiry (0 = no tier)")
 	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored)")
 	fs.BoolVar(&c.Passthrough, "passthrough", true, "pass requests other than GET|HEAD /api/users/{id} through to the upstream, uncached")
 	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
@@ -272,6 +276,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 || c.MaxBodyBytes > 64<<20 {
 		return fmt.Errorf("-max-body-bytes: must be between 1 and %d, got %d", 64<<20, c.MaxBodyBytes)
+	}
+	if c.MemoryLimit < -1 {
+		return fmt.Errorf("-memory-limit: must be -1 (none), 0 (automatic) or a byte count, got %d", c.MemoryLimit)
 	}
 	if c.MemoryMaxBytes <= 0 {
 		return fmt.Errorf("-memory-max-bytes: must be positive, got %d", c.MemoryMaxBytes)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +63,7 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"bad id pattern", append(base, "-id-pattern", "(["), nil, "-id-pattern"},
 		{"body too big", append(base, "-max-body-bytes", "1000000000"), nil, "-max-body-bytes"},
 		{"zero breaker failures", append(base, "-breaker-failures", "0"), nil, "-breaker-failures"},
+		{"memory limit below -1", append(base, "-memory-limit", "-2"), nil, "-memory-limit"},
 		{"same listeners", append(base, "-listen", ":9090"), nil, "-admin-listen"},
 		{"bad listen", append(base, "-listen", "8080"), nil, "-listen"},
 		{"bad log level", append(base, "-log-level", "loud"), nil, "-log-level"},
@@ -181,4 +185,41 @@ func TestReadmeDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("README has no table row starting %s", row)
 		}
 	})
+}
+
+// TestMemoryLimit: the automatic soft limit follows the in-process cache
+// bound that is actually in use, and -1 or GOMEMLIMIT leave the runtime alone.
+func TestMemoryLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want int64
+	}{
+		{"embedded store", Config{MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*64*mib + 24*mib},
+		{"redis with tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*16*mib + 24*mib},
+		{"redis without tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib}, 24 * mib},
+		{"explicit", Config{MemoryLimit: 100 * mib, MemoryMaxBytes: 64 * mib}, 100 * mib},
+		{"none", Config{MemoryLimit: -1, MemoryMaxBytes: 64 * mib}, 0},
+	} {
+		if got := memoryLimit(tc.cfg); got != tc.want {
+			t.Errorf("%s: memoryLimit = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	before := debug.SetMemoryLimit(-1) // reads without changing
+	restore := applyMemoryLimit(Config{MemoryLimit: 100 * mib}, func(string) (string, bool) { return "", false }, log)
+	if got := debug.SetMemoryLimit(-1); got != 100*mib {
+		t.Errorf("limit while running: %d, want %d", got, 100*mib)
+	}
+	restore()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit after restore: %d, want the previous %d", got, before)
+	}
+	restore = applyMemoryLimit(Config{MemoryLimit: 100 * mib}, func(k string) (string, bool) { return "200MiB", k == "GOMEMLIMIT" }, log)
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit with GOMEMLIMIT set: %d, want it untouched (%d)", got, before)
+	}
+	restore()
 }

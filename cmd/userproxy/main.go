@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	defer applyMemoryLimit(cfg, lookupEnv, log)()
 	if err := serve(ctx, cfg, sealer, log, stdout, ready); err != nil {
 		log.Error("userproxy stopped", "err", err)
 		return 1
@@ -110,7 +112,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		}
 		defer client.Close()
 		cacheGauge := m.BreakerState.WithLabelValues("cache")
-		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, Breaker: cache.BreakerOptions{
+		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, AutoPipeline: cfg.RedisAutoPipe, Breaker: cache.BreakerOptions{
 			OnStateChange: func(from, to gobreaker.State) {
 				cacheGauge.Set(breakerValue(to))
 				log.Warn("cache circuit breaker changed state; failing open to the upstream while not closed",
@@ -127,13 +129,14 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			reg.MustRegister(metrics.NewL1Collector(func() metrics.L1Stats { return l1Stats(tier.Stats()) }))
 			store = tier
 			// The subscription lives as long as the process serves; it
-			// stops after the servers have drained (see below).
+			// stops after the servers have drained (see below). The tier
+			// answers only while it runs: its heartbeats are the lease.
 			subCtx, stopSub := context.WithCancel(context.WithoutCancel(ctx))
 			subDone := make(chan struct{})
 			go func() {
 				defer close(subDone)
 				if err := tier.Run(subCtx); err != nil {
-					log.Error("invalidation subscription ended; the in-process tier now relies on -l1-ttl alone", "err", err)
+					log.Error("invalidation subscription ended; the in-process tier no longer answers, every lookup goes to Redis", "err", err)
 				}
 			}()
 			defer func() { stopSub(); <-subDone }()
@@ -278,6 +281,49 @@ func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *ht
 	}
 }
 
+// memoryLimit is the soft heap limit -memory-limit asks for: with 0, twice
+// the bytes the in-process cache may hold plus 24 MiB for everything else
+// (connection buffers, pools, the runtime), since the heap grows to about
+// twice its live size between collections by default (GOGC=100). Measured
+// under the hot benchmark with the 16 MiB tier: RSS 76-78 MiB without a
+// limit, 56 MiB with 48 MiB, at the same throughput; the cache allocates
+// little per request, so collecting more often costs little. 0 is returned
+// for no limit.
+func memoryLimit(cfg Config) int64 {
+	switch {
+	case cfg.MemoryLimit < 0:
+		return 0
+	case cfg.MemoryLimit > 0:
+		return cfg.MemoryLimit
+	}
+	var cached int64
+	switch {
+	case cfg.RedisURL == "":
+		cached = cfg.MemoryMaxBytes
+	case cfg.L1TTL > 0:
+		cached = cfg.L1MaxBytes
+	}
+	return 2*cached + 24<<20
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit, unless the
+// operator set GOMEMLIMIT (the Go runtime's own knob, which wins). It
+// returns the function that restores the previous limit (run is called
+// more than once in one process by the tests).
+func applyMemoryLimit(cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger) (restore func()) {
+	if v, ok := lookupEnv("GOMEMLIMIT"); ok && v != "" {
+		log.Info("GOMEMLIMIT is set: -memory-limit ignored", "gomemlimit", v)
+		return func() {}
+	}
+	limit := memoryLimit(cfg)
+	if limit <= 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(limit)
+	log.Info("soft memory limit set", "bytes", limit)
+	return func() { debug.SetMemoryLimit(prev) }
+}
+
 func breakerValue(s gobreaker.State) float64 {
 	switch s {
 	case gobreaker.StateOpen:
@@ -300,6 +346,7 @@ func l1Stats(s cache.L1Stats) metrics.L1Stats {
 	return metrics.L1Stats{
 		Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions,
 		InvalidationsReceived: s.InvalidationsReceived, Subscribes: s.Subscribes,
+		LeaseMisses: s.LeaseMisses, LeaseValid: s.LeaseValid,
 		Bytes: s.Bytes, Entries: s.Entries,
 	}
 }

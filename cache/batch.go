@@ -1,0 +1,158 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// readBatcher sends the MGETs of concurrent lookups to Redis together, one
+// pipeline per batch: under load a lookup's cost is mostly its own write and
+// read system calls, on both sides, and a pipeline of n lookups pays them
+// once. A lone lookup goes out at once (there is no waiting for company); a
+// batch forms from the lookups that arrive while the previous one is on the
+// wire.
+//
+// Workers are started on demand and exit as soon as the queue is empty, so
+// an idle store holds no goroutine and needs no Close. Every caller waits on
+// its own context: a hung Redis costs a caller its budget, never more.
+type readBatcher struct {
+	client  redis.UniversalClient
+	queue   chan *readCall
+	active  atomic.Int32
+	calls   sync.Pool
+	maxSize int
+}
+
+// maxReadWorkers bounds the pipelines in flight at once. Two keep a
+// pipeline on the wire while the previous batch's replies are handed out;
+// more only shrink batches (each worker takes what is queued).
+const maxReadWorkers = 2
+
+// readCall is one lookup in a batch. done is buffered, so the worker never
+// blocks on a caller that has left.
+type readCall struct {
+	ctx  context.Context
+	keys [2]string
+	vals []any
+	err  error
+	done chan struct{}
+}
+
+func newReadBatcher(client redis.UniversalClient) *readBatcher {
+	b := &readBatcher{client: client, queue: make(chan *readCall, 4096), maxSize: 128}
+	b.calls.New = func() any { return &readCall{done: make(chan struct{}, 1)} }
+	return b
+}
+
+// mget is MGET of two keys, batched with concurrent calls.
+func (b *readBatcher) mget(ctx context.Context, k1, k2 string) ([]any, error) {
+	c := b.calls.Get().(*readCall)
+	c.ctx, c.keys = ctx, [2]string{k1, k2}
+	select {
+	case b.queue <- c:
+	case <-ctx.Done():
+		b.release(c)
+		return nil, ctx.Err()
+	}
+	b.spawn()
+	select {
+	case <-c.done:
+		vals, err := c.vals, c.err
+		b.release(c)
+		return vals, err
+	case <-ctx.Done():
+		// The worker still owns c and will signal done into its buffer;
+		// c is left to the garbage collector rather than reused.
+		return nil, ctx.Err()
+	}
+}
+
+func (b *readBatcher) release(c *readCall) {
+	*c = readCall{done: c.done}
+	b.calls.Put(c)
+}
+
+// spawn starts a worker if fewer than maxReadWorkers run.
+func (b *readBatcher) spawn() {
+	for {
+		n := b.active.Load()
+		if n >= maxReadWorkers {
+			return
+		}
+		if b.active.CompareAndSwap(n, n+1) {
+			go b.work()
+			return
+		}
+	}
+}
+
+// work sends batches until the queue is empty.
+func (b *readBatcher) work() {
+	batch := make([]*readCall, 0, b.maxSize)
+	cmds := make([]*redis.SliceCmd, 0, b.maxSize)
+	for {
+		batch = batch[:0]
+	fill:
+		for len(batch) < b.maxSize {
+			select {
+			case c := <-b.queue:
+				batch = append(batch, c)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 0 {
+			b.active.Add(-1)
+			// A lookup queued after the drain but before the decrement saw
+			// this worker as active and started none: take it on.
+			if len(b.queue) > 0 && b.active.Add(1) <= maxReadWorkers {
+				continue
+			} else if len(b.queue) > 0 {
+				b.active.Add(-1)
+			}
+			return
+		}
+		cmds = b.send(batch, cmds[:0])
+		for i, c := range batch {
+			c.vals, c.err = cmds[i].Result()
+			c.done <- struct{}{}
+			batch[i] = nil
+		}
+	}
+}
+
+// send runs one pipeline for batch, bounded by the latest deadline among
+// the callers (each of whom gives up at its own, so one caller's longer
+// budget is not cut short by another's), or by the client's own timeouts if
+// a caller has none. Callers' cancellations do not reach it: the others
+// still want their answers.
+func (b *readBatcher) send(batch []*readCall, cmds []*redis.SliceCmd) []*redis.SliceCmd {
+	ctx := context.Background()
+	var latest time.Time
+	bounded := true
+	for _, c := range batch {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			bounded = false
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, latest)
+		defer cancel()
+	}
+	pipe := b.client.Pipeline()
+	for _, c := range batch {
+		cmds = append(cmds, pipe.MGet(ctx, c.keys[0], c.keys[1]))
+	}
+	pipe.Exec(ctx) // each command carries its own error
+	return cmds
+}
