@@ -40,7 +40,7 @@ func hostileAuth() []struct {
 		{"empty username", []string{basicHeader(":" + pass)}, []string{pass}},
 		{"colon only", []string{basicHeader(":")}, nil},
 		{"2 KiB", []string{basicHeader(user + ":" + pass + strings.Repeat("Z", 2<<10))}, []string{user, pass, "ZZZZZZZZ"}},
-		{"30 KiB", []string{basicHeader(user + ":" + pass + strings.Repeat("Z", 30<<10))}, []string{user, pass, "ZZZZZZZZ"}},
+		{"8 KiB (over our 1 KiB, under the server's 16 KiB header limit)", []string{basicHeader(user + ":" + pass + strings.Repeat("Z", 8<<10))}, []string{user, pass, "ZZZZZZZZ"}},
 	}
 }
 
@@ -98,7 +98,7 @@ func TestMultipleAuthorizationHeaders(t *testing.T) {
 }
 
 // TestAuthorizationPastMaxHeaderBytes: the front server bounds the request
-// line and header fields (64 KiB, like net/http's MaxHeaderBytes before it);
+// line and header fields (16 KiB);
 // an Authorization header past that is refused with the proxy's JSON 431
 // before the handler runs, never reaching the cache or the upstream.
 func TestAuthorizationPastMaxHeaderBytes(t *testing.T) {

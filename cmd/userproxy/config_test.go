@@ -196,9 +196,10 @@ func TestMemoryLimit(t *testing.T) {
 		cfg  Config
 		want int64
 	}{
-		{"embedded store", Config{MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*64*mib + 24*mib},
-		{"redis with tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*16*mib + 24*mib},
-		{"redis without tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib}, 24 * mib},
+		{"embedded store", Config{MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*64*mib + 32*mib},
+		{"redis with a large tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 32 * mib, L1TTL: time.Second}, 2*32*mib + 32*mib},
+		{"redis with the default tier: the floor", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 64 * mib},
+		{"redis without tier: the floor", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib}, 64 * mib},
 		{"explicit", Config{MemoryLimit: 100 * mib, MemoryMaxBytes: 64 * mib}, 100 * mib},
 		{"none", Config{MemoryLimit: -1, MemoryMaxBytes: 64 * mib}, 0},
 	} {

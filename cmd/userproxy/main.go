@@ -282,13 +282,15 @@ func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *ht
 }
 
 // memoryLimit is the soft heap limit -memory-limit asks for: with 0, twice
-// the bytes the in-process cache may hold plus 24 MiB for everything else
-// (connection buffers, pools, the runtime), since the heap grows to about
-// twice its live size between collections by default (GOGC=100). Measured
-// under the hot benchmark with the 16 MiB tier: RSS 76-78 MiB without a
-// limit, 56 MiB with 48 MiB, at the same throughput; the cache allocates
-// little per request, so collecting more often costs little. 0 is returned
-// for no limit.
+// the bytes the in-process cache may hold plus 32 MiB for everything else
+// (connection buffers, pools, the runtime), and never under 64 MiB, since
+// the heap grows to about twice its live size between collections by
+// default (GOGC=100). Measured under the hot benchmark with the 16 MiB
+// tier: RSS 76-78 MiB without a limit, 56 MiB with 48 MiB, at the same
+// throughput. The floor matters: a limit near the live heap makes the
+// runtime collect continuously; a 24 MiB limit on a Redis-only replica
+// with 128 connections starved it into cache timeouts (bench/RESULTS.md).
+// 0 is returned for no limit.
 func memoryLimit(cfg Config) int64 {
 	switch {
 	case cfg.MemoryLimit < 0:
@@ -303,7 +305,7 @@ func memoryLimit(cfg Config) int64 {
 	case cfg.L1TTL > 0:
 		cached = cfg.L1MaxBytes
 	}
-	return 2*cached + 24<<20
+	return max(2*cached+32<<20, 64<<20)
 }
 
 // applyMemoryLimit sets the runtime's soft memory limit, unless the
