@@ -146,8 +146,11 @@ func TestRecordingRuleNames(t *testing.T) {
 // TestRuleMetricsAreExported checks every metric a rule reads against a
 // running userproxy, so a renamed metric breaks this test instead of an
 // alert going silent.
+//
+// The demo runs on a redis-server of the test's own, so the Redis and
+// in-process-tier metrics exist too.
 func TestRuleMetricsAreExported(t *testing.T) {
-	d := startDemo(t)
+	d := startDemo(t, "-redis-url="+startRedis(t), "-key-secret=rules-test-secret-0123456789")
 	d.traffic(t)
 	exported := d.scrape(t)
 	recorded := map[string]bool{}
@@ -181,9 +184,9 @@ func promTool(t *testing.T, name string) string {
 		return p
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found and CI is set: install Debian's prometheus package (see .ci/run)", name)
+		t.Fatalf("%s not found and CI is set: install it from Debian's packages (see .ci/run)", name)
 	}
-	t.Skipf("%s not found: install Debian's prometheus package to run this test", name)
+	t.Skipf("%s not found: install it from Debian's packages to run this test", name)
 	return ""
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -171,22 +172,30 @@ func (s *Server) start() error {
 	s.proc, s.done = cmd.Process, done
 	s.mu.Unlock()
 
-	if err := waitReady(s.Addr(), done); err != nil {
+	if err := waitReady(s.Addr(), cmd.Process.Pid, done); err != nil {
 		return fmt.Errorf("%w; server output:\n%s", err, log.String())
 	}
 	return nil
 }
 
-// waitReady polls addr with PING until it answers +PONG, the process exits
-// (done is closed, e.g. because the port was taken), or readyTimeout passes.
-func waitReady(addr string, done <-chan struct{}) error {
+// waitReady polls addr until the server answering there is process pid,
+// the process exits (done is closed, e.g. because the port was taken), or
+// readyTimeout passes. Checking the pid, not just for a PONG, matters when
+// test processes run in parallel: another process's redis-server may have
+// bound the port between freePort and our server's start, and it would
+// answer PING too.
+func waitReady(addr string, pid int, done <-chan struct{}) error {
 	deadline := time.Now().Add(readyTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	var err error
 	for {
-		if err = ping(addr); err == nil {
-			return nil
+		var got int
+		if got, err = serverPID(addr); err == nil {
+			if got == pid {
+				return nil
+			}
+			err = fmt.Errorf("another redis-server (pid %d) answers on %s", got, addr)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("redis-server on %s not ready after %v: %w", addr, readyTimeout, err)
@@ -199,29 +208,39 @@ func waitReady(addr string, done <-chan struct{}) error {
 	}
 }
 
-// ping sends an inline PING and checks for +PONG, without a Redis client
-// library so that this package depends on nothing but the standard library.
-func ping(addr string) error {
+// serverPID asks the server on addr for its process id (INFO server),
+// without a Redis client library so that this package depends on nothing
+// but the standard library.
+func serverPID(addr string) (int, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
+	if _, err := conn.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if line != "+PONG\r\n" {
+	if !strings.HasPrefix(line, "$") {
 		// e.g. "-LOADING ..." while a server is still starting.
-		return fmt.Errorf("unexpected reply to PING: %q", line)
+		return 0, fmt.Errorf("unexpected reply to INFO: %q", line)
 	}
-	return nil
+	for {
+		line, err = r.ReadString('\n')
+		if err != nil {
+			return 0, fmt.Errorf("reading INFO: %w", err)
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
 }
 
 // findBinary returns the redis-server to run.

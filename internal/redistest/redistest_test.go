@@ -201,3 +201,19 @@ func TestStartWithoutBinary(t *testing.T) {
 		})
 	}
 }
+
+// TestStartRefusesAnotherProcesssServer: when another redis-server already
+// holds the port (another test process took it between freePort and our
+// start), ours exits, and the one answering must not be mistaken for it.
+func TestStartRefusesAnotherProcesssServer(t *testing.T) {
+	other := Start(t)
+	s := &Server{tb: t, bin: other.bin, dir: t.TempDir(), port: other.port}
+	t.Cleanup(s.Kill)
+	err := s.start()
+	if err == nil {
+		t.Fatalf("start on %s, where another server answers: got no error", other.Addr())
+	}
+	if pid, perr := serverPID(other.Addr()); perr != nil || pid != other.proc.Pid {
+		t.Errorf("the other server: pid %d (%v), want it untouched as pid %d", pid, perr, other.proc.Pid)
+	}
+}
