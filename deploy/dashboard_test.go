@@ -155,7 +155,9 @@ func TestDashboardMetricsAreExported(t *testing.T) {
 		t.Fatalf("found %d expressions in %s, want the dashboard's ~25: is the parser missing some?", len(exprs), dashboardFile)
 	}
 	recorded := recordingRules(t)
-	d := startDemo(t)
+	// On a redis-server of the test's own, so the Redis and in-process-tier
+	// panels' metrics exist too.
+	d := startDemo(t, "-redis-url="+startRedis(t), "-key-secret=dashboard-test-secret-0123456789")
 	d.traffic(t)
 	exported := d.scrape(t)
 	for _, name := range []string{"userproxy_requests_total", "userproxy_build_info"} {
