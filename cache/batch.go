@@ -108,12 +108,15 @@ func (b *readBatcher) work() {
 		if len(batch) == 0 {
 			b.active.Add(-1)
 			// A lookup queued after the drain but before the decrement saw
-			// this worker as active and started none: take it on.
-			if len(b.queue) > 0 && b.active.Add(1) <= maxReadWorkers {
-				continue
-			} else if len(b.queue) > 0 {
-				b.active.Add(-1)
+			// this worker as active and started none: take it on, unless
+			// another worker has started meanwhile.
+			if len(b.queue) == 0 {
+				return
 			}
+			if b.active.Add(1) <= maxReadWorkers {
+				continue
+			}
+			b.active.Add(-1)
 			return
 		}
 		cmds = b.send(batch, cmds[:0])
