@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -91,3 +92,33 @@ func (l *loggingWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer (flushes
 // from the pass-through ReverseProxy).
 func (l *loggingWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// accessLogger is AccessLog's decision and record, shared by both fronts.
+type accessLogger struct{ opts AccessLogOptions }
+
+// newAccessLogger returns nil when opts log nothing.
+func newAccessLogger(opts AccessLogOptions) *accessLogger {
+	if opts.Logger == nil || opts.SampleRate <= 0 {
+		return nil
+	}
+	return &accessLogger{opts: opts.withDefaults()}
+}
+
+func (a *accessLogger) now() time.Time { return a.opts.Now() }
+
+func (a *accessLogger) sample() bool {
+	return a.opts.SampleRate >= 1 || a.opts.Rand() < a.opts.SampleRate
+}
+
+func (a *accessLogger) log(ctx context.Context, method, path string, status int, n int64, start time.Time, cacheStatus, requestID, remote string) {
+	a.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "request",
+		slog.String("method", method),
+		slog.String("path", path),
+		slog.Int("status", status),
+		slog.Int64("bytes", n),
+		slog.Float64("duration_seconds", a.opts.Now().Sub(start).Seconds()),
+		slog.String("cache_status", cacheStatus),
+		slog.String("request_id", requestID),
+		slog.String("remote", remote),
+	)
+}

@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -283,45 +281,13 @@ func frontErrorHandler(c *fasthttp.RequestCtx, err error) {
 	}
 	c.Response.Reset()
 	c.SetConnectionClose()
-	body := `{"error":"` + msg + `","status":` + strconv.Itoa(status) + "}\n"
-	c.Response.Header.Set("X-Content-Type-Options", "nosniff")
-	c.Response.Header.Set("Cache-Status", statusBypass)
-	c.SetContentType("application/json")
-	c.SetStatusCode(status)
-	c.SetBodyString(body)
+	w := acquireFrontWriter(c)
+	w.Header().Set("Cache-Status", statusBypass)
+	writeJSONError(w, status, msg)
+	releaseFrontWriter(w)
 }
 
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
-}
-
-// accessLogger is AccessLog's decision and record, shared by both fronts.
-type accessLogger struct{ opts AccessLogOptions }
-
-// newAccessLogger returns nil when opts log nothing.
-func newAccessLogger(opts AccessLogOptions) *accessLogger {
-	if opts.Logger == nil || opts.SampleRate <= 0 {
-		return nil
-	}
-	return &accessLogger{opts: opts.withDefaults()}
-}
-
-func (a *accessLogger) now() time.Time { return a.opts.Now() }
-
-func (a *accessLogger) sample() bool {
-	return a.opts.SampleRate >= 1 || a.opts.Rand() < a.opts.SampleRate
-}
-
-func (a *accessLogger) log(ctx context.Context, method, path string, status int, n int64, start time.Time, cacheStatus, requestID, remote string) {
-	a.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "request",
-		slog.String("method", method),
-		slog.String("path", path),
-		slog.Int("status", status),
-		slog.Int64("bytes", n),
-		slog.Float64("duration_seconds", a.opts.Now().Sub(start).Seconds()),
-		slog.String("cache_status", cacheStatus),
-		slog.String("request_id", requestID),
-		slog.String("remote", remote),
-	)
 }
