@@ -40,7 +40,7 @@ func (staticUpstream) RetryAfter() time.Duration { return 0 }
 
 var benchBody = []byte(`[{"id":"1","username":"olivia.rossi1","email":"olivia.rossi@acme.example","registration_password":"rp19a7e0012e5c","is_active":"1","is_clockedin":"1","sip_uri":"sip:10001@acme.sip.example","auto_dial":"1","is_deleted":"0","use_extended_ip_acl":"0","user_route_caller_id":"+15550109641","timezone_id":"35","use_webrtc":"1","first_name":"Olivia","last_name":"Rossi","virtual_extension":"10001","default_language":"fr","max_session_time":"14400","max_concurrent_sessions":"3","twofa_type":"none","member_all_desks":"0","desks":[{"id":"9","name":"Support"}],"roles":{"1":"Administrator"},"groups":[{"id":"12","name":"Evening shift"}]}]`)
 
-func benchHandler(b *testing.B, store proxy.Store) *proxy.Handler {
+func benchHandler(b testing.TB, store proxy.Store) *proxy.Handler {
 	b.Helper()
 	h, err := proxy.New(proxy.Options{Store: store, Upstream: staticUpstream{benchBody}, KeySecret: []byte("bench-secret-0123456789")})
 	if err != nil {
@@ -146,18 +146,23 @@ func BenchmarkHitL1Wrapped(b *testing.B) {
 // benchFrontHits measures a hit through Front, the handler the binary
 // serves: request parsing aside, everything a production hit costs in the
 // proxy's code, request id and header copies into fasthttp included.
-func benchFrontHits(b *testing.B, h *proxy.Handler) {
-	serve := h.Front(proxy.FrontOptions{})
-	var c fasthttp.RequestCtx
+// frontHitRequest is a GET of a user on Front, and the handler that serves it.
+func frontHitRequest(h *proxy.Handler) (fasthttp.RequestHandler, *fasthttp.RequestCtx) {
+	c := &fasthttp.RequestCtx{}
 	c.Request.Header.SetMethod(http.MethodGet)
 	c.Request.SetRequestURI("/api/users/1")
 	c.Request.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("demo:demo-password")))
-	serve(&c) // warm
+	return h.Front(proxy.FrontOptions{}), c
+}
+
+func benchFrontHits(b *testing.B, h *proxy.Handler) {
+	serve, c := frontHitRequest(h)
+	serve(c) // warm
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		c.Response.Reset()
-		serve(&c)
+		serve(c)
 	}
 	b.StopTimer()
 	if st := string(c.Response.Header.Peek("Cache-Status")); c.Response.StatusCode() != 200 || !strings.HasPrefix(st, "userproxy; hit;") {

@@ -148,18 +148,46 @@ func (f *frontHeaders) scan(hdr *fasthttp.RequestHeader) {
 	}
 }
 
-// forward builds the request's id and trace context, as WithRequestID does.
-func (f *frontHeaders) forward() *upstream.Forward {
-	fwd := &upstream.Forward{}
+// frontForward is what the upstream call of a request on the fasthttp
+// front carries: its id and trace context. It is built into the
+// userRequest by value, with no pointer into the serving frame, so a hit
+// can keep it on the stack; forward copies it out of fasthttp's buffers
+// only when the upstream is called.
+type frontForward struct {
+	clientID    []byte // the client's X-Request-Id, when well formed
+	genID       [requestIDLen]byte
+	traceparent []byte // when well formed
+	tracestate  [][]byte
+}
+
+// set takes f's id and trace context, generating an id if the client's
+// will not do.
+func (ff *frontForward) set(f *frontHeaders) {
 	if f.nRequestID == 1 && visibleASCII(unsafeString(f.requestID), maxRequestIDLen) {
-		fwd.RequestID = string(f.requestID)
+		ff.clientID = f.requestID
 	} else {
-		fwd.RequestID = newRequestID()
+		putRequestID(&ff.genID)
 	}
 	if f.nTraceparent == 1 && visibleASCII(unsafeString(f.traceparent), maxTraceparent) {
-		fwd.Traceparent = string(f.traceparent)
-		if len(f.tracestate) > 0 {
-			joined := string(bytes.Join(f.tracestate, []byte{','}))
+		ff.traceparent, ff.tracestate = f.traceparent, f.tracestate
+	}
+}
+
+// id is the request id; valid while the request is served.
+func (ff *frontForward) id() []byte {
+	if ff.clientID != nil {
+		return ff.clientID
+	}
+	return ff.genID[:]
+}
+
+// forward builds the request's upstream.Forward, as WithRequestID does.
+func (ff *frontForward) forward() *upstream.Forward {
+	fwd := &upstream.Forward{RequestID: string(ff.id())}
+	if ff.traceparent != nil {
+		fwd.Traceparent = string(ff.traceparent)
+		if len(ff.tracestate) > 0 {
+			joined := string(bytes.Join(ff.tracestate, []byte{','}))
 			if printableASCII(joined, maxTracestateLen) {
 				fwd.Tracestate = joined
 			}
@@ -181,15 +209,15 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	}
 	var f frontHeaders
 	f.scan(&c.Request.Header)
-	fwd := f.forward()
-	c.Response.Header.Set(RequestIDHeader, fwd.RequestID)
-
 	u := userRequest{
-		ctx:   upstream.WithForward(context.Background(), fwd),
+		ctx:   context.Background(),
+		front: true,
 		head:  c.IsHead(),
 		auth:  unsafeString(f.auth), // only looked up, or copied when kept (scopeCache.put)
 		nAuth: f.nAuth,
 	}
+	u.fwd.set(&f)
+	c.Response.Header.SetBytesV(RequestIDHeader, u.fwd.id())
 	if h.honorCC {
 		u.dir = clientDirectives(f.cc, f.pragma)
 	}
@@ -200,7 +228,7 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	}
 	if al != nil && (sampled || w.status >= 500) {
 		al.log(u.ctx, string(c.Method()), string(c.Request.Header.RequestURI()[:len(usersPrefix)+len(rest)]),
-			w.status, w.bytes, start, w.h.Get("Cache-Status"), fwd.RequestID, c.RemoteAddr().String())
+			w.status, w.bytes, start, w.h.Get("Cache-Status"), string(u.fwd.id()), c.RemoteAddr().String())
 	}
 	releaseFrontWriter(w)
 }

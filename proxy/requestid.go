@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base32"
 	"net/http"
 
 	"github.com/userproxy/userproxy/upstream"
@@ -62,9 +63,26 @@ func WithRequestID(next http.Handler) http.Handler {
 	})
 }
 
+// requestIDLen is the length of a generated request id.
+const requestIDLen = 26
+
 // newRequestID returns a fresh id: 26 base32 characters, 128 bits of
-// randomness.
-func newRequestID() string { return rand.Text() }
+// randomness (the form of crypto/rand.Text).
+func newRequestID() string {
+	var b [requestIDLen]byte
+	return string(b[:putRequestID(&b)])
+}
+
+// putRequestID writes a fresh id into b without allocating and returns its
+// length.
+func putRequestID(b *[requestIDLen]byte) int {
+	var raw [16]byte
+	rand.Read(raw[:]) // never fails (crypto/rand: "Read ... never returns an error")
+	requestIDEncoding.Encode(b[:], raw[:])
+	return requestIDLen
+}
+
+var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // RequestIDFrom returns the request id WithRequestID gave the request whose
 // context ctx is, or "" outside WithRequestID.

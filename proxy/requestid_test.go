@@ -35,9 +35,10 @@ func (h *headerRecorder) lastHeader() http.Header {
 	return h.last
 }
 
-// newRequestIDProxy serves WithRequestID(proxy) in front of a recording fake
-// upstream.
-func newRequestIDProxy(t *testing.T) (*httptest.Server, *headerRecorder) {
+// newRequestIDProxy serves the proxy in front of a recording fake upstream:
+// through Front, which handles request ids itself, or under net/http
+// wrapped in WithRequestID, as frontUnderTest says.
+func newRequestIDProxy(t *testing.T) (*testServer, *headerRecorder) {
 	t.Helper()
 	rec := &headerRecorder{next: upstreamtest.NewHandler(upstreamtest.Options{})}
 	up := httptest.NewServer(rec)
@@ -55,9 +56,14 @@ func newRequestIDProxy(t *testing.T) (*httptest.Server, *headerRecorder) {
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
+	if frontUnderTest() == "fasthttp" {
+		srv := serveFront(t, h.Front(proxy.FrontOptions{}))
+		t.Cleanup(srv.Close)
+		return srv, rec
+	}
 	srv := httptest.NewServer(proxy.WithRequestID(h))
 	t.Cleanup(srv.Close)
-	return srv, rec
+	return &testServer{URL: srv.URL, Listener: srv.Listener, client: srv.Client(), close: srv.Close}, rec
 }
 
 func TestRequestIDAndTraceContextReachUpstream(t *testing.T) {

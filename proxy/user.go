@@ -21,6 +21,21 @@ type userRequest struct {
 	auth  string     // the Authorization field value, if exactly one was sent
 	nAuth int        // how many Authorization fields were sent
 	dir   directives // the client's cache directives
+
+	// On the fasthttp front (front), fwd holds the request's id and trace
+	// context; they go into the context only when the upstream is called
+	// (upstreamCtx), as a hit does not need them. Under net/http,
+	// WithRequestID has already put them in ctx.
+	front bool
+	fwd   frontForward
+}
+
+// upstreamCtx is r's context for work that may call the upstream.
+func (r *userRequest) upstreamCtx() context.Context {
+	if r.front {
+		return upstream.WithForward(r.ctx, r.fwd.forward())
+	}
+	return r.ctx
 }
 
 // httpUserRequest describes r.
@@ -83,7 +98,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		}
 	}
 
-	res, collapsed, err := h.fill(r.ctx, key, cred, dir.noCache, seen)
+	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, seen)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
@@ -122,7 +137,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 // cache is neither read nor written, so the call is not coalesced either
 // (nothing it could share).
 func (h *Handler) serveNoStore(w http.ResponseWriter, r *userRequest, k cache.Key, cred upstream.Credentials, start time.Time) {
-	res := h.fetch(r.ctx, k, cred)
+	res := h.fetch(r.upstreamCtx(), k, cred)
 	if res.err != nil {
 		f := h.classify(res.err)
 		w.Header().Set("Cache-Status", "userproxy; fwd=request"+fwdParams(f.fwdStatus, f.detail))
