@@ -123,6 +123,7 @@ type Handler struct {
 	now         func() time.Time
 
 	flights singleflight.Group // fills in progress, keyed by flightKey
+	misses  missFlights        // the ordinary miss fills among them
 
 	// Background refreshes belong to the handler: bg cancels them on
 	// Close, and refreshes waits for them.

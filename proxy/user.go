@@ -76,34 +76,57 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
 	var haveStale bool
 	var seen lookupResult // what this request's lookup read, for the fill
+	joined := false       // waited on a miss fill without reading the cache
 	if !dir.noCache {
-		e, gen, ok, err := h.lookup(r.ctx, key)
-		seen = lookupResult{gen: gen, done: true, err: err != nil}
-		if ok {
-			switch {
-			case start.Before(e.Expires):
-				if h.refreshEarly(e, start) {
-					h.m.EarlyRefreshes.Inc()
-					h.refreshInBackground(key, cred, true, seen)
+		if h.misses.has(key) {
+			// A miss fill for this key is running: its answer is the next
+			// one the cache will have. Wait for it. seen stays unset: should
+			// that fill end first, the one this request then leads re-reads
+			// the cache before calling the upstream.
+			joined = true
+		} else {
+			e, gen, ok, err := h.lookup(r.ctx, key)
+			seen = lookupResult{gen: gen, done: true, err: err != nil}
+			if ok {
+				switch {
+				case start.Before(e.Expires):
+					if h.refreshEarly(e, start) {
+						h.m.EarlyRefreshes.Inc()
+						h.refreshInBackground(key, cred, true, seen)
+					}
+					h.serveHit(w, r, e, start)
+					return
+				case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
+					h.refreshInBackground(key, cred, false, seen)
+					h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
+					return
+				case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
+					stale, haveStale = e, true
 				}
-				h.serveHit(w, r, e, start)
-				return
-			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
-				h.refreshInBackground(key, cred, false, seen)
-				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
-				return
-			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
-				stale, haveStale = e, true
 			}
 		}
 	}
 
-	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, seen)
+	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, seen, !dir.noCache)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
 		h.observe(metrics.CacheMiss, 499, start)
 		return
+	}
+	if res.err != nil && joined {
+		// The fill failed: look for a stand-in only now, with this
+		// request's own read. What the fill's leader read may predate a
+		// write that completed before this request was sent.
+		if e, _, ok, err := h.lookup(r.ctx, key); err == nil && ok {
+			switch {
+			case start.Before(e.Expires): // stored meanwhile (another replica)
+				h.serveHit(w, r, e, start)
+				return
+			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
+				stale, haveStale = e, true
+			}
+		}
 	}
 	switch {
 	case res.err != nil:
@@ -233,10 +256,17 @@ type fillResult struct {
 // key at a time in this process. force skips answering from the cache. err is
 // non-nil only when ctx ended before the fill did; the fill itself carries on
 // for the other waiters and the cache.
-func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) (res *fillResult, collapsed bool, err error) {
+//
+// register, when this call leads the fill, registers it as k's miss fill
+// while it runs (missFlights).
+func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
 	var leader atomic.Bool
 	ch := h.flights.DoChan(flightKey(k, force), func() (any, error) {
 		leader.Store(true)
+		if register {
+			h.misses.add(k)
+			defer h.misses.remove(k)
+		}
 		// Detached from the client that happens to lead: its leaving
 		// must neither cancel the other waiters' answer nor count as an
 		// upstream failure. Bounded by FillTimeout instead.

@@ -1,0 +1,118 @@
+package proxy_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/upstream"
+	"github.com/userproxy/userproxy/upstream/upstreamtest"
+)
+
+// stampedeOnHeldFill starts a request for id, holds its upstream call (the
+// fill), sends n more requests for id while it is held, then releases it.
+// It returns the first request's answer and the others'. Requests still on
+// their way when the fill ends are answered some other way (a hit, say);
+// the caller tells them apart by Cache-Status.
+func stampedeOnHeldFill(t *testing.T, e *env, hold *holdFirstGet, id string, n int) (response, []response) {
+	t.Helper()
+	first := make(chan response, 1)
+	go func() { first <- e.get(id, alice) }()
+	<-hold.fetched // the fill is at the upstream
+	results := make([]response, n)
+	var sent, done sync.WaitGroup
+	sent.Add(n)
+	for i := range n {
+		done.Go(func() {
+			sent.Done()
+			results[i] = e.get(id, alice)
+		})
+	}
+	sent.Wait()
+	// Give them time to reach the proxy. Nothing below depends on how many
+	// did; a test that needs some to have waited checks that some did.
+	time.Sleep(100 * time.Millisecond)
+	close(hold.release)
+	done.Wait()
+	return <-first, results
+}
+
+// TestStampedeReadsTheCacheOnce: requests for a key whose miss fill is
+// running wait on it without reading the cache, which cannot have the
+// answer yet. A stampede costs one cache read and one upstream call, not a
+// read per request queued on Redis connections while the fill runs.
+func TestStampedeReadsTheCacheOnce(t *testing.T) {
+	cs := &countingStore{next: cache.NewMemory(cache.MemoryOptions{})}
+	hold := &holdFirstGet{id: "42", fetched: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, cs, envOptions{wrapUpstream: func(next http.Handler) http.Handler { hold.next = next; return hold }})
+	want := e.userBody(alice, "42")
+
+	const n = 50
+	lead, results := stampedeOnHeldFill(t, e, hold, "42", n)
+	e.want(lead, http.StatusOK, "userproxy; fwd=uri-miss; fwd-status=200; stored")
+	waited := 0
+	for i, r := range results {
+		if r.status != http.StatusOK || r.body != want {
+			t.Fatalf("request %d: got %d %q, want 200 with the user", i, r.status, r.body)
+		}
+		if strings.Contains(r.header.Get("Cache-Status"), "collapsed") {
+			waited++
+		}
+	}
+	if waited == 0 {
+		t.Fatal("no request waited on the fill; the stampede did not overlap")
+	}
+	if got := e.up.RequestsFor("42"); got != 1 {
+		t.Errorf("upstream calls: got %d, want 1", got)
+	}
+	// The leader reads twice (its lookup, and the re-check inside the
+	// fill); a request that came after the fill reads once and hits; one
+	// that waited on the fill reads nothing.
+	if got, want := cs.gets.Load(), int64(2+n-waited); got != want {
+		t.Errorf("cache reads: got %d, want %d (%d of %d requests waited on the fill)", got, want, waited, n)
+	}
+}
+
+// TestStampedeWaitersFallBackToStale: a request that waited on a miss fill
+// without reading the cache still gets the stale-if-error copy when the
+// fill fails. It reads the cache for it only then: what the fill's leader
+// read may predate a write that completed before this request was sent.
+func TestStampedeWaitersFallBackToStale(t *testing.T) {
+	cs := &countingStore{next: cache.NewMemory(cache.MemoryOptions{})}
+	hold := &holdFirstGet{id: "12", fetched: make(chan struct{}), release: make(chan struct{})}
+	var armed atomic.Bool // the first fill, which stores the copy, is not held
+	e := freshEnv(t, cs, envOptions{
+		breaker: upstream.BreakerOptions{ConsecutiveFailures: 100},
+		wrapUpstream: func(next http.Handler) http.Handler {
+			hold.next = next
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if armed.Load() {
+					hold.ServeHTTP(w, r)
+				} else {
+					next.ServeHTTP(w, r)
+				}
+			})
+		},
+	})
+	old := e.get("12", alice).body
+	e.clock.Advance(3 * time.Minute) // past stale-while-revalidate, within stale-if-error
+	e.up.SetFault(upstreamtest.FaultServerError)
+	e.up.ResetCounts()
+	armed.Store(true)
+
+	const n = 20
+	lead, results := stampedeOnHeldFill(t, e, hold, "12", n)
+	for i, r := range append([]response{lead}, results...) {
+		if r.status != http.StatusOK || r.body != old || !strings.Contains(r.header.Get("Cache-Status"), "fwd=stale") {
+			t.Fatalf("request %d: got %d %q (%s), want the stale copy", i, r.status, r.body, r.header.Get("Cache-Status"))
+		}
+	}
+	// A request that came after the failed fill made a call of its own.
+	if calls := e.up.RequestsFor("12"); calls >= int64(1+n) {
+		t.Fatalf("upstream calls: got %d; no request waited on the held fill", calls)
+	}
+}
