@@ -44,6 +44,7 @@ type Config struct {
 	RedisPoolSize   int
 	RedisAutoPipe   bool
 	MemoryLimit     int64
+	GCPercent       int
 	MaxBodyBytes    int64
 	MemoryMaxBytes  int64
 	L1MaxBytes      int64
@@ -103,6 +104,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
 	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", false, "batch the cache reads of concurrent requests into shared Redis pipelines (experimental: see README)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
+	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 50 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
 	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")
@@ -279,6 +281,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimit < -1 {
 		return fmt.Errorf("-memory-limit: must be -1 (none), 0 (automatic) or a byte count, got %d", c.MemoryLimit)
+	}
+	if c.GCPercent < 0 {
+		return fmt.Errorf("-gc-percent: must be 0 (automatic) or a positive percentage, got %d", c.GCPercent)
 	}
 	if c.MemoryMaxBytes <= 0 {
 		return fmt.Errorf("-memory-max-bytes: must be positive, got %d", c.MemoryMaxBytes)

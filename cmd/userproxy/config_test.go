@@ -64,6 +64,7 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"body too big", append(base, "-max-body-bytes", "1000000000"), nil, "-max-body-bytes"},
 		{"zero breaker failures", append(base, "-breaker-failures", "0"), nil, "-breaker-failures"},
 		{"memory limit below -1", append(base, "-memory-limit", "-2"), nil, "-memory-limit"},
+		{"negative gc percent", append(base, "-gc-percent", "-1"), nil, "-gc-percent"},
 		{"same listeners", append(base, "-listen", ":9090"), nil, "-admin-listen"},
 		{"bad listen", append(base, "-listen", "8080"), nil, "-listen"},
 		{"bad log level", append(base, "-log-level", "loud"), nil, "-log-level"},
@@ -221,6 +222,43 @@ func TestMemoryLimit(t *testing.T) {
 	restore = applyMemoryLimit(Config{MemoryLimit: 100 * mib}, func(k string) (string, bool) { return "200MiB", k == "GOMEMLIMIT" }, log)
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Errorf("limit with GOMEMLIMIT set: %d, want it untouched (%d)", got, before)
+	}
+	restore()
+}
+
+// TestGCPercent: GOGC is lowered only when an in-process cache holds most of
+// the heap, an explicit -gc-percent is used as is, and GOGC wins.
+func TestGCPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"embedded store", Config{MemoryMaxBytes: 64 * mib}, 50},
+		{"redis with the tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 50},
+		{"redis without tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib}, 100},
+		{"explicit", Config{GCPercent: 80, RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 80},
+	} {
+		if got := gcPercent(tc.cfg); got != tc.want {
+			t.Errorf("%s: gcPercent = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	before := debug.SetGCPercent(100)
+	debug.SetGCPercent(before)
+	restore := applyGCPercent(Config{GCPercent: 70}, func(string) (string, bool) { return "", false }, log)
+	if got := debug.SetGCPercent(70); got != 70 {
+		t.Errorf("GC percent while running: %d, want 70", got)
+	}
+	restore()
+	if got := debug.SetGCPercent(before); got != before {
+		t.Errorf("GC percent after restore: %d, want the previous %d", got, before)
+	}
+	restore = applyGCPercent(Config{GCPercent: 70}, func(k string) (string, bool) { return "200", k == "GOGC" }, log)
+	if got := debug.SetGCPercent(before); got != before {
+		t.Errorf("GC percent with GOGC set: %d, want it untouched (%d)", got, before)
 	}
 	restore()
 }

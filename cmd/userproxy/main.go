@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	log := newLogger(cfg, stderr)
 	defer applyMemoryLimit(cfg, lookupEnv, log)()
+	defer applyGCPercent(cfg, lookupEnv, log)()
 	if err := serve(ctx, cfg, sealer, log, stdout, ready); err != nil {
 		log.Error("userproxy stopped", "err", err)
 		return 1
@@ -285,11 +286,13 @@ func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *ht
 // the bytes the in-process cache may hold plus 32 MiB for everything else
 // (connection buffers, pools, the runtime), and never under 64 MiB, since
 // the heap grows to about twice its live size between collections by
-// default (GOGC=100). Measured under the hot benchmark with the 16 MiB
-// tier: RSS 76-78 MiB without a limit, 56 MiB with 48 MiB, at the same
-// throughput. The floor matters: a limit near the live heap makes the
-// runtime collect continuously; a 24 MiB limit on a Redis-only replica
-// with 128 connections starved it into cache timeouts (bench/RESULTS.md).
+// default (GOGC=100; with an in-process cache the proxy lowers it, see
+// gcPercent, and the hot load stays under this limit). Measured under the
+// hot benchmark with the 16 MiB tier and GOGC=100: RSS 76-78 MiB without a
+// limit, 72 MiB with this one. The floor matters: a limit near the live
+// heap makes the runtime collect continuously; a 24 MiB limit on a
+// Redis-only replica with 128 connections starved it into cache timeouts
+// (bench/RESULTS.md).
 // 0 is returned for no limit.
 func memoryLimit(cfg Config) int64 {
 	switch {
@@ -298,14 +301,53 @@ func memoryLimit(cfg Config) int64 {
 	case cfg.MemoryLimit > 0:
 		return cfg.MemoryLimit
 	}
-	var cached int64
+	return max(2*inProcessBytes(cfg)+32<<20, 64<<20)
+}
+
+// inProcessBytes is the bound of the in-process cache in use: the embedded
+// store without Redis, the tier with it, or 0.
+func inProcessBytes(cfg Config) int64 {
 	switch {
 	case cfg.RedisURL == "":
-		cached = cfg.MemoryMaxBytes
+		return cfg.MemoryMaxBytes
 	case cfg.L1TTL > 0:
-		cached = cfg.L1MaxBytes
+		return cfg.L1MaxBytes
 	}
-	return max(2*cached+32<<20, 64<<20)
+	return 0
+}
+
+// gcPercent is the GOGC value -gc-percent asks for: with 0, 50 when an
+// in-process cache is on, else the Go default, 100. With a cache, the live
+// heap is mostly that long-lived cache, which GOGC=100 lets the heap
+// outgrow by as much again before collecting. Measured under the hot
+// benchmark with the 16 MiB tier: RSS 72 MiB at 100 (held by the 64 MiB
+// limit), 60-61 MiB at 50, 66 MiB at 75, at the same throughput (10-12
+// collections in 10 s instead of 5-7). Reaching 60 MiB with the soft limit
+// instead (48 MiB) made the runtime collect back to back after a burst of
+// new connections: the cache's fragmented spans count against the limit,
+// so the heap goal fell to the live heap (a 200-request stampede took
+// 39 ms instead of 25).
+func gcPercent(cfg Config) int {
+	switch {
+	case cfg.GCPercent > 0:
+		return cfg.GCPercent
+	case inProcessBytes(cfg) > 0:
+		return 50
+	}
+	return 100
+}
+
+// applyGCPercent sets GOGC from -gc-percent, unless the operator set GOGC,
+// which wins. It returns the function that restores the previous value.
+func applyGCPercent(cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger) (restore func()) {
+	if v, ok := lookupEnv("GOGC"); ok && v != "" {
+		log.Info("GOGC is set: -gc-percent ignored", "gogc", v)
+		return func() {}
+	}
+	p := gcPercent(cfg)
+	prev := debug.SetGCPercent(p)
+	log.Info("GC percent set", "percent", p)
+	return func() { debug.SetGCPercent(prev) }
 }
 
 // applyMemoryLimit sets the runtime's soft memory limit, unless the
