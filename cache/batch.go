@@ -21,6 +21,7 @@ import (
 // its own context: a hung Redis costs a caller its budget, never more.
 type readBatcher struct {
 	client  redis.UniversalClient
+	guard   func(op func() error) error // the store's circuit breaker, once per pipeline
 	queue   chan *readCall
 	active  atomic.Int32
 	calls   sync.Pool
@@ -42,8 +43,16 @@ type readCall struct {
 	done chan struct{}
 }
 
-func newReadBatcher(client redis.UniversalClient) *readBatcher {
-	b := &readBatcher{client: client, queue: make(chan *readCall, 4096), maxSize: 128}
+// newReadBatcher batches reads on client. Each pipeline runs through
+// guard, the store's circuit breaker: one round trip is one success or one
+// failure, however many lookups it carries. A late batch under load must
+// not count as many failures as it had callers and open the breaker by
+// itself (nil guard: none, for tests).
+func newReadBatcher(client redis.UniversalClient, guard func(op func() error) error) *readBatcher {
+	if guard == nil {
+		guard = func(op func() error) error { return op() }
+	}
+	b := &readBatcher{client: client, guard: guard, queue: make(chan *readCall, 4096), maxSize: 128}
 	b.calls.New = func() any { return &readCall{done: make(chan struct{}, 1)} }
 	return b
 }
@@ -119,9 +128,14 @@ func (b *readBatcher) work() {
 			b.active.Add(-1)
 			return
 		}
-		cmds = b.send(batch, cmds[:0])
+		var err error
+		cmds, err = b.send(batch, cmds[:0])
 		for i, c := range batch {
-			c.vals, c.err = cmds[i].Result()
+			if err != nil {
+				c.vals, c.err = nil, err // refused by the breaker: nothing was sent
+			} else {
+				c.vals, c.err = cmds[i].Result()
+			}
 			c.done <- struct{}{}
 			batch[i] = nil
 		}
@@ -132,8 +146,9 @@ func (b *readBatcher) work() {
 // the callers (each of whom gives up at its own, so one caller's longer
 // budget is not cut short by another's), or by the client's own timeouts if
 // a caller has none. Callers' cancellations do not reach it: the others
-// still want their answers.
-func (b *readBatcher) send(batch []*readCall, cmds []*redis.SliceCmd) []*redis.SliceCmd {
+// still want their answers. err is set only when the breaker refused the
+// pipeline; otherwise each command carries its own result.
+func (b *readBatcher) send(batch []*readCall, cmds []*redis.SliceCmd) (_ []*redis.SliceCmd, err error) {
 	ctx := context.Background()
 	var latest time.Time
 	bounded := true
@@ -156,6 +171,14 @@ func (b *readBatcher) send(batch []*readCall, cmds []*redis.SliceCmd) []*redis.S
 	for _, c := range batch {
 		cmds = append(cmds, pipe.MGet(ctx, c.keys[0], c.keys[1]))
 	}
-	pipe.Exec(ctx) // each command carries its own error
-	return cmds
+	ran := false
+	err = b.guard(func() error {
+		ran = true
+		_, err := pipe.Exec(ctx) // the first failed command's error, if any
+		return err
+	})
+	if ran {
+		return cmds, nil
+	}
+	return cmds, err
 }

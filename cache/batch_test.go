@@ -59,7 +59,7 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 	}
 	var count pipelineCounter
 	client.AddHook(&count)
-	b := newReadBatcher(client)
+	b := newReadBatcher(client, nil)
 
 	// Hold Redis so the first batches cannot finish while the rest queue.
 	srv.Pause()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -79,5 +80,50 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 	defer mu.Unlock()
 	if len(changes) < 3 || changes[0] != gobreaker.StateOpen || changes[len(changes)-1] != gobreaker.StateClosed {
 		t.Errorf("state changes: got %v, want open … half-open, closed", changes)
+	}
+}
+
+// TestBatchedLookupsCountOncePerPipeline: with batching, the breaker counts
+// Redis round trips, not callers. A pipeline of many lookups that misses
+// the budget is one failure: under load a late batch must not open the
+// breaker by itself and send every request to the upstream. Without
+// batching, the same lookups are as many failures, and it opens.
+func TestBatchedLookupsCountOncePerPipeline(t *testing.T) {
+	for _, ap := range []bool{true, false} {
+		t.Run(fmt.Sprintf("autopipeline=%v", ap), func(t *testing.T) {
+			srv := redistest.Start(t)
+			client, err := NewUniversalClient(srv.URL(), ClientOptions{Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { client.Close() })
+			r := NewRedis(client, RedisOptions{AutoPipeline: ap, Breaker: BreakerOptions{Failures: 5, OpenTimeout: time.Minute}})
+
+			srv.Pause() // every lookup misses its budget
+			const n = 64
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range n {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					defer cancel()
+					_, _, _, errs[i] = r.Get(ctx, Key{strconv.Itoa(i), "s"})
+				})
+			}
+			wg.Wait()
+			srv.Resume()
+			for i, err := range errs {
+				if err == nil {
+					t.Fatalf("lookup %d on a paused Redis succeeded", i)
+				}
+			}
+			want := gobreaker.StateClosed
+			if !ap {
+				want = gobreaker.StateOpen
+			}
+			if got := r.BreakerState(); got != want {
+				t.Errorf("breaker after %d concurrent lookups timed out: got %s, want %s", n, got, want)
+			}
+		})
 	}
 }

@@ -37,7 +37,8 @@ type RedisOptions struct {
 	// of a round trip each, which under load is most of what a read costs
 	// the proxy and Redis (system calls). A lone read still goes out at
 	// once, and each caller still waits no longer than its own context.
-	// False sends each read on its own.
+	// Each pipeline is one call of the breaker. False sends each read on
+	// its own.
 	AutoPipeline bool
 }
 
@@ -80,13 +81,8 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	if opts.GenerationTTL <= 0 {
 		opts.GenerationTTL = defaultGenerationTTL
 	}
-	var batch *readBatcher
-	if opts.AutoPipeline {
-		batch = newReadBatcher(client)
-	}
-	return &Redis{
+	r := &Redis{
 		client:     client,
-		batch:      batch,
 		prefix:     opts.Prefix,
 		genTTL:     opts.GenerationTTL,
 		set:        redis.NewScript(setScript),
@@ -94,6 +90,10 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		breaker:    newStoreBreaker(opts.Breaker),
 		sealer:     opts.Sealer,
 	}
+	if opts.AutoPipeline {
+		r.batch = newReadBatcher(client, r.guard)
+	}
+	return r
 }
 
 // setScript stores an entry only if the user's generation is still the one
@@ -156,14 +156,20 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
 	var vals []any
-	err = r.guard(func() (err error) {
-		if r.batch != nil {
-			vals, err = r.batch.mget(ctx, r.genKey(k.ID), r.entryKey(k))
+	if r.batch != nil {
+		// The batcher runs each pipeline through the breaker; a caller
+		// only fails fast while it is open.
+		if r.breaker.State() == gobreaker.StateOpen {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, gobreaker.ErrOpenState)
 		} else {
-			vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+			vals, err = r.batch.mget(ctx, r.genKey(k.ID), r.entryKey(k))
 		}
-		return err
-	})
+	} else {
+		err = r.guard(func() (err error) {
+			vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
+			return err
+		})
+	}
 	if err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}

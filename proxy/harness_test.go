@@ -32,7 +32,9 @@ type storeKind struct {
 
 // storeKinds are the stores every behavioural test runs against: the
 // embedded store, go-redis on miniredis, and go-redis on a real redis-server
-// this test starts itself.
+// this test starts itself. Reads on the real server are batched
+// (-redis-autopipeline, the binary's default); on miniredis they are not,
+// so both ways run the whole suite.
 var storeKinds = []storeKind{
 	{"memory", func(t *testing.T) proxy.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
 	{"miniredis", func(t *testing.T) proxy.Store {
@@ -40,7 +42,7 @@ var storeKinds = []storeKind{
 		return redisStore(t, "redis://"+mr.Addr())
 	}},
 	{"redis-server", func(t *testing.T) proxy.Store {
-		return redisStore(t, redistest.Start(t).URL())
+		return batchedRedisStore(t, redistest.Start(t).URL())
 	}},
 	{"redis-server+l1", func(t *testing.T) proxy.Store {
 		return tieredStore(t, redistest.Start(t).URL())
@@ -51,7 +53,7 @@ var storeKinds = []storeKind{
 // invalidations for the test's lifetime.
 func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
 	t.Helper()
-	tier, err := cache.NewTiered(redisStore(t, rawURL), cache.L1Options{Now: clockFor(t).Now})
+	tier, err := cache.NewTiered(batchedRedisStore(t, rawURL), cache.L1Options{Now: clockFor(t).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,19 @@ func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
 	return tier
 }
 
+// redisStore is a Redis store on rawURL whose reads are not batched.
 func redisStore(t *testing.T, rawURL string) *cache.Redis {
+	t.Helper()
+	return newRedisStore(t, rawURL, cache.RedisOptions{})
+}
+
+// batchedRedisStore is a Redis store on rawURL whose reads are batched.
+func batchedRedisStore(t *testing.T, rawURL string) *cache.Redis {
+	t.Helper()
+	return newRedisStore(t, rawURL, cache.RedisOptions{AutoPipeline: true})
+}
+
+func newRedisStore(t *testing.T, rawURL string, opts cache.RedisOptions) *cache.Redis {
 	t.Helper()
 	// Generous timeouts: -race on a 2-core machine is slow, and these tests
 	// are about behaviour, not the latency budget.
@@ -73,7 +87,7 @@ func redisStore(t *testing.T, rawURL string) *cache.Redis {
 		t.Fatalf("NewUniversalClient: %v", err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return cache.NewRedis(client, cache.RedisOptions{})
+	return cache.NewRedis(client, opts)
 }
 
 // clock is an injectable time source.
