@@ -102,7 +102,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 3*time.Second, "budget for one upstream call, body included")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "budget for one cache operation before failing open to the upstream")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
-	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", false, "batch the cache reads of concurrent requests into shared Redis pipelines (experimental: see README)")
+	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", true, "batch the cache reads of concurrent requests into shared Redis pipelines, one breaker call per pipeline (see README)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
 	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 50 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
