@@ -2,43 +2,66 @@ package proxy_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
 // stampedeOnHeldFill starts a request for id, holds its upstream call (the
-// fill), sends n more requests for id while it is held, then releases it.
-// It returns the first request's answer and the others'. Requests still on
-// their way when the fill ends are answered some other way (a hit, say);
-// the caller tells them apart by Cache-Status.
+// fill), sends n more requests for id while it is held, then releases it
+// once the proxy has begun to serve them all. It returns the first
+// request's answer and the others'. A request that reaches the fill after
+// it ended is answered some other way (a hit, say); the caller tells them
+// apart by Cache-Status.
 func stampedeOnHeldFill(t *testing.T, e *env, hold *holdFirstGet, id string, n int) (response, []response) {
 	t.Helper()
+	arrived := countArrivals(t, e)
 	first := make(chan response, 1)
 	go func() { first <- e.get(id, alice) }()
 	<-hold.fetched // the fill is at the upstream
 	results := make([]response, n)
-	var sent, done sync.WaitGroup
-	sent.Add(n)
+	var done sync.WaitGroup
 	for i := range n {
-		done.Go(func() {
-			sent.Done()
-			results[i] = e.get(id, alice)
-		})
+		done.Go(func() { results[i] = e.get(id, alice) })
 	}
-	sent.Wait()
-	// Give them time to reach the proxy. Nothing below depends on how many
-	// did; a test that needs some to have waited checks that some did.
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the proxy to begin serving every request", func() bool { return arrived.Load() == int64(1+n) })
 	close(hold.release)
 	done.Wait()
 	return <-first, results
+}
+
+// countArrivals points e at a server of its own for e's handler, on the
+// front under test, that counts the requests it has begun to serve.
+func countArrivals(t *testing.T, e *env) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	var srv *testServer
+	if frontUnderTest() == "nethttp" {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			e.h.ServeHTTP(w, r)
+		}))
+		srv = &testServer{URL: hs.URL, Listener: hs.Listener, client: hs.Client(), close: hs.Close}
+	} else {
+		front := e.h.Front(proxy.FrontOptions{})
+		srv = serveFront(t, func(c *fasthttp.RequestCtx) {
+			n.Add(1)
+			front(c)
+		})
+	}
+	t.Cleanup(srv.Close)
+	e.srv = srv
+	return &n
 }
 
 // TestStampedeReadsTheCacheOnce: requests for a key whose miss fill is
