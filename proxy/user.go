@@ -78,31 +78,39 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 	var seen lookupResult // what this request's lookup read, for the fill
 	joined := false       // waited on a miss fill without reading the cache
 	if !dir.noCache {
-		if h.misses.has(key) {
+		// The in-process tier first: a tier hit never looks at the fills
+		// in progress.
+		e, gen, ok := h.lookupLocal(key)
+		var err error
+		switch {
+		case ok:
+		case h.misses.has(key):
 			// A miss fill for this key is running: its answer is the next
 			// one the cache will have. Wait for it. seen stays unset: should
 			// that fill end first, the one this request then leads re-reads
 			// the cache before calling the upstream.
 			joined = true
-		} else {
-			e, gen, ok, err := h.lookup(r.ctx, key)
+		default:
+			e, gen, ok, err = h.lookupStore(r.ctx, key)
+		}
+		if !joined {
 			seen = lookupResult{gen: gen, done: true, err: err != nil}
-			if ok {
-				switch {
-				case start.Before(e.Expires):
-					if h.refreshEarly(e, start) {
-						h.m.EarlyRefreshes.Inc()
-						h.refreshInBackground(key, cred, true, seen)
-					}
-					h.serveHit(w, r, e, start)
-					return
-				case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
-					h.refreshInBackground(key, cred, false, seen)
-					h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
-					return
-				case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
-					stale, haveStale = e, true
+		}
+		if ok {
+			switch {
+			case start.Before(e.Expires):
+				if h.refreshEarly(e, start) {
+					h.m.EarlyRefreshes.Inc()
+					h.refreshInBackground(key, cred, true, seen)
 				}
+				h.serveHit(w, r, e, start)
+				return
+			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
+				h.refreshInBackground(key, cred, false, seen)
+				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
+				return
+			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
+				stale, haveStale = e, true
 			}
 		}
 	}
@@ -217,11 +225,26 @@ func (h *Handler) credentials(r *userRequest) (upstream.Credentials, string, err
 // counted and reported as a miss (err says so): the cache is an
 // optimisation, never a dependency.
 func (h *Handler) lookup(ctx context.Context, k cache.Key) (e cache.Entry, gen uint64, ok bool, err error) {
-	if h.local != nil {
-		if e, gen, ok := h.local.GetLocal(k); ok && !h.pending.has(k.ID) {
-			return e, gen, true, nil // no I/O: no deadline to set up
-		}
+	if e, gen, ok := h.lookupLocal(k); ok {
+		return e, gen, true, nil
 	}
+	return h.lookupStore(ctx, k)
+}
+
+// lookupLocal is lookup's first step: the in-process tier, if there is
+// one. No I/O, so no deadline to set up.
+func (h *Handler) lookupLocal(k cache.Key) (e cache.Entry, gen uint64, ok bool) {
+	if h.local == nil {
+		return cache.Entry{}, 0, false
+	}
+	if e, gen, ok := h.local.GetLocal(k); ok && !h.pending.has(k.ID) {
+		return e, gen, true
+	}
+	return cache.Entry{}, 0, false
+}
+
+// lookupStore is lookup's second step: the store, within the cache budget.
+func (h *Handler) lookupStore(ctx context.Context, k cache.Key) (e cache.Entry, gen uint64, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
 	defer cancel()
 	e, gen, ok, err = h.store.Get(ctx, k)
