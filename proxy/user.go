@@ -284,7 +284,7 @@ type fillResult struct {
 // while it runs (missFlights).
 func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
 	var leader atomic.Bool
-	ch := h.flights.DoChan(flightKey(k, force), func() (any, error) {
+	run := func() (any, error) {
 		leader.Store(true)
 		if register {
 			h.misses.add(k)
@@ -296,13 +296,25 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTO)
 		defer cancel()
 		return h.doFill(fctx, k, cred, force, seen), nil
-	})
-	select {
-	case r := <-ch:
+	}
+	done := func(v any) (*fillResult, bool, error) {
 		if !leader.Load() {
 			h.m.Coalesced.Inc()
 		}
-		return r.Val.(*fillResult), !leader.Load(), nil
+		return v.(*fillResult), !leader.Load(), nil
+	}
+	if ctx.Done() == nil {
+		// A request that cannot end early (the fasthttp front's) has no
+		// reason to wait apart from the fill: the leader runs it on its
+		// own goroutine, and a cold miss saves a goroutine start and a
+		// hand-off back, each a wait in the run queue under load.
+		v, _, _ := h.flights.Do(flightKey(k, force), run)
+		return done(v)
+	}
+	ch := h.flights.DoChan(flightKey(k, force), run)
+	select {
+	case r := <-ch:
+		return done(r.Val)
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
 	}
