@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -65,6 +66,7 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"zero breaker failures", append(base, "-breaker-failures", "0"), nil, "-breaker-failures"},
 		{"memory limit below -1", append(base, "-memory-limit", "-2"), nil, "-memory-limit"},
 		{"negative gc percent", append(base, "-gc-percent", "-1"), nil, "-gc-percent"},
+		{"negative gomaxprocs", append(base, "-gomaxprocs", "-2"), nil, "-gomaxprocs"},
 		{"same listeners", append(base, "-listen", ":9090"), nil, "-admin-listen"},
 		{"bad listen", append(base, "-listen", "8080"), nil, "-listen"},
 		{"bad log level", append(base, "-log-level", "loud"), nil, "-log-level"},
@@ -235,8 +237,8 @@ func TestGCPercent(t *testing.T) {
 		cfg  Config
 		want int
 	}{
-		{"embedded store", Config{MemoryMaxBytes: 64 * mib}, 50},
-		{"redis with the tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 50},
+		{"embedded store", Config{MemoryMaxBytes: 64 * mib}, 35},
+		{"redis with the tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 35},
 		{"redis without tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib}, 100},
 		{"explicit", Config{GCPercent: 80, RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 80},
 	} {
@@ -259,6 +261,46 @@ func TestGCPercent(t *testing.T) {
 	restore = applyGCPercent(Config{GCPercent: 70}, func(k string) (string, bool) { return "200", k == "GOGC" }, log)
 	if got := debug.SetGCPercent(before); got != before {
 		t.Errorf("GC percent with GOGC set: %d, want it untouched (%d)", got, before)
+	}
+	restore()
+}
+
+// TestMaxProcs: more scheduler threads than CPUs only when no CPU limit is
+// below the CPUs, bounded; an explicit -gomaxprocs is used as is, and
+// GOMAXPROCS wins.
+func TestMaxProcs(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		cfg                 Config
+		cpus, choice, wants int
+	}{
+		{"no limit, 2 CPUs", Config{}, 2, 2, 8},
+		{"no limit, 1 CPU", Config{}, 1, 1, 4},
+		{"no limit, 16 CPUs: capped", Config{}, 16, 16, 32},
+		{"no limit, 64 CPUs: never below the CPUs", Config{}, 64, 64, 64},
+		{"CPU limit: the runtime's choice", Config{}, 8, 1, 0},
+		{"explicit", Config{MaxProcs: 3}, 8, 1, 3},
+	} {
+		if got := maxProcs(tc.cfg, tc.cpus, tc.choice); got != tc.wants {
+			t.Errorf("%s: maxProcs = %d, want %d", tc.name, got, tc.wants)
+		}
+	}
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	noEnv := func(string) (string, bool) { return "", false }
+	before := runtime.GOMAXPROCS(0)
+	want := before + 3
+	restore := applyMaxProcs(Config{MaxProcs: want}, noEnv, log)
+	if got := runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("GOMAXPROCS while running: %d, want %d", got, want)
+	}
+	restore()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
+	}
+	restore = applyMaxProcs(Config{MaxProcs: want}, func(k string) (string, bool) { return "1", k == "GOMAXPROCS" }, log)
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS with the variable set: %d, want it untouched (%d)", got, before)
 	}
 	restore()
 }
