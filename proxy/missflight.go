@@ -55,3 +55,36 @@ func (f *missFlights) remove(k cache.Key) {
 	delete(f.m, k)
 	f.n.Store(int64(len(f.m)))
 }
+
+// fillEpochs counts the fills that have ended, per group of keys (a key's
+// group is a hash of it). A fill's leader re-reads the store for its key
+// before calling the upstream, in case a fill that ended between its
+// request's lookup and its own start has stored the answer. Without an
+// in-process tier that re-read is a second store round trip per miss; if
+// the count of the key's group has not moved since the lookup began, no
+// fill of the key ended in between, in this process, and there is nothing
+// new to read. Another key of the group, or another replica's fill, only
+// costs the re-read or an upstream call that a replica may make anyway.
+type fillEpochs struct {
+	groups [256]atomic.Uint64
+}
+
+// group is k's group: FNV-1a over the key. A collision costs a re-read.
+func (f *fillEpochs) group(k cache.Key) *atomic.Uint64 {
+	h := uint32(2166136261)
+	for i := 0; i < len(k.ID); i++ {
+		h = (h ^ uint32(k.ID[i])) * 16777619
+	}
+	h *= 16777619 // a zero byte between ID and scope
+	for i := 0; i < len(k.Scope); i++ {
+		h = (h ^ uint32(k.Scope[i])) * 16777619
+	}
+	return &f.groups[h%uint32(len(f.groups))]
+}
+
+// now is k's group's count, to compare with a later one.
+func (f *fillEpochs) now(k cache.Key) uint64 { return f.group(k).Load() }
+
+// end counts a fill of k that has ended. The leader calls it before the
+// fill returns, so before a new fill of k can start.
+func (f *fillEpochs) end(k cache.Key) { f.group(k).Add(1) }

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -92,10 +93,11 @@ func TestStampedeReadsTheCacheOnce(t *testing.T) {
 	if got := e.up.RequestsFor("42"); got != 1 {
 		t.Errorf("upstream calls: got %d, want 1", got)
 	}
-	// The leader reads twice (its lookup, and the re-check inside the
-	// fill); a request that came after the fill reads once and hits; one
-	// that waited on the fill reads nothing.
-	if got, want := cs.gets.Load(), int64(2+n-waited); got != want {
+	// The leader reads once (no fill of the key ended between its lookup
+	// and its fill, so the fill does not re-read); a request that came
+	// after the fill reads once and hits; one that waited on the fill
+	// reads nothing.
+	if got, want := cs.gets.Load(), int64(1+n-waited); got != want {
 		t.Errorf("cache reads: got %d, want %d (%d of %d requests waited on the fill)", got, want, waited, n)
 	}
 }
@@ -137,5 +139,55 @@ func TestStampedeWaitersFallBackToStale(t *testing.T) {
 	// A request that came after the failed fill made a call of its own.
 	if calls := e.up.RequestsFor("12"); calls >= int64(1+n) {
 		t.Fatalf("upstream calls: got %d; no request waited on the held fill", calls)
+	}
+}
+
+// pauseFirstGet is a store whose first read of id returns only when
+// released, having read the store when it was called.
+type pauseFirstGet struct {
+	proxy.Store
+	id      string
+	paused  atomic.Bool
+	read    chan struct{} // closed once the paused read has been made
+	release chan struct{}
+}
+
+func (s *pauseFirstGet) Get(ctx context.Context, k cache.Key) (cache.Entry, uint64, bool, error) {
+	e, gen, ok, err := s.Store.Get(ctx, k)
+	if k.ID == s.id && s.paused.CompareAndSwap(false, true) {
+		close(s.read)
+		<-s.release
+	}
+	return e, gen, ok, err
+}
+
+// TestFillRereadsWhenAFillEndedSinceTheLookup: without an in-process tier,
+// a fill skips re-reading the store only if no fill of its key ended since
+// its request's lookup. Here one did, and stored the answer: the late
+// request's fill finds it instead of calling the upstream again.
+func TestFillRereadsWhenAFillEndedSinceTheLookup(t *testing.T) {
+	cs := &countingStore{next: cache.NewMemory(cache.MemoryOptions{})}
+	ps := &pauseFirstGet{Store: cs, id: "7", read: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, ps, envOptions{})
+	want := e.userBody(alice, "7")
+
+	late := make(chan response, 1)
+	go func() { late <- e.get("7", alice) }()
+	<-ps.read // the late request's lookup has read the store: a miss
+	e.want(e.get("7", alice), http.StatusOK, "userproxy; fwd=uri-miss; fwd-status=200; stored")
+	close(ps.release)
+	r := <-late
+	if r.status != http.StatusOK || r.body != want {
+		t.Fatalf("late request: got %d %q, want 200 with the user", r.status, r.body)
+	}
+	if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, "userproxy; hit") {
+		t.Errorf("late request: Cache-Status %q, want a hit (the fill's re-read)", cs)
+	}
+	if got := e.up.RequestsFor("7"); got != 1 {
+		t.Errorf("upstream calls: got %d, want 1", got)
+	}
+	// Lookups: the late one's and the other's; then the late fill's re-read.
+	if got := cs.gets.Load(); got != 3 {
+		t.Errorf("cache reads: got %d, want 3", got)
 	}
 }

@@ -82,6 +82,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		// in progress.
 		e, gen, ok := h.lookupLocal(key)
 		var err error
+		var epoch uint64
 		switch {
 		case ok:
 		case h.misses.has(key):
@@ -91,10 +92,13 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 			// the cache before calling the upstream.
 			joined = true
 		default:
+			if h.local == nil {
+				epoch = h.ended.now(key) // before the read: see fillEpochs
+			}
 			e, gen, ok, err = h.lookupStore(r.ctx, key)
 		}
 		if !joined {
-			seen = lookupResult{gen: gen, done: true, err: err != nil}
+			seen = lookupResult{gen: gen, done: true, err: err != nil, epoch: epoch}
 		}
 		if ok {
 			switch {
@@ -322,9 +326,10 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 
 // lookupResult is what a request's own lookup read, handed to its fill.
 type lookupResult struct {
-	gen  uint64 // the user's generation then
-	done bool   // a lookup was made (not for no-cache requests)
-	err  bool   // it failed: the cache is unavailable
+	gen   uint64 // the user's generation then
+	done  bool   // a lookup was made (not for no-cache requests)
+	err   bool   // it failed: the cache is unavailable
+	epoch uint64 // without a tier, the key's fillEpochs count before it
 }
 
 // doFill runs inside the single flight for k.
@@ -337,15 +342,20 @@ func (h *Handler) doFill(ctx context.Context, k cache.Key, cred upstream.Credent
 	//
 	// With an in-process tier the re-check costs no I/O (a finished flight
 	// stored into the tier too) and the request's own lookup, just made,
-	// supplies the generation; otherwise re-read the store.
+	// supplies the generation. Without one, the store is re-read only if a
+	// fill for the key may have ended since that lookup (fillEpochs).
+	defer h.ended.end(k)
 	var gen uint64
 	var cacheErr bool
-	if h.local != nil && seen.done {
+	switch {
+	case h.local != nil && seen.done:
 		if e, _, ok := h.local.GetLocal(k); ok && !force && h.now().Before(e.Expires) && !h.pending.has(k.ID) {
 			return &fillResult{entry: e, fromCache: true}
 		}
 		gen, cacheErr = seen.gen, seen.err
-	} else {
+	case seen.done && h.ended.now(k) == seen.epoch:
+		gen, cacheErr = seen.gen, seen.err
+	default:
 		e, g, ok, err := h.lookup(ctx, k)
 		if ok && !force && h.now().Before(e.Expires) {
 			return &fillResult{entry: e, fromCache: true}
