@@ -326,7 +326,7 @@ func inProcessBytes(cfg Config) int64 {
 // by the 64 MiB limit), 60-61 MiB at 50, 66 MiB at 75, at the same
 // throughput (10-12 collections in 10 s instead of 5-7). With the 8
 // scheduler threads of maxProcs the heap runs further ahead of each
-// collection: 66-69 MiB at 50, 61-63 MiB at 35, again at the same
+// collection: 64-66 MiB at 50, 59-62 MiB at 35, again at the same
 // throughput. Reaching 60 MiB with the soft limit instead (48 MiB) made the
 // runtime collect back to back after a burst of new connections: the
 // cache's fragmented spans count against the limit, so the heap goal fell
@@ -354,12 +354,13 @@ func gcPercent(cfg Config) int {
 // interleave the proxy's work with the neighbour's in smaller pieces.
 // Measured under the hot benchmark on 2 CPUs, where wrk is the neighbour:
 // with the tier, 27-32k req/s and p99 11.5-13.6 ms at 2 threads, 33-44k and
-// 6.5-7.9 ms at 8 (16: no better; 4 and 6: in between); Redis only,
-// 21.5-26.9k and p99 7.3-9.1 ms at 2, 26.5-30.4k and 6.0-7.0 ms at 8. Cold
-// misses, on a machine not saturated, showed no difference above their
-// noise. Under a CPU quota the extra threads would spend it in bursts and
-// get the container throttled for the rest of each period, so the runtime's
-// choice stands there.
+// 6.6-7.9 ms at 8 (16: no better; 4 and 6: in between); Redis only,
+// 21.5-26.9k and p99 7.3-9.1 ms at 2, 26.5-30.4k and 6.1-7.0 ms at 8. The
+// price is paid by cold misses, when the machine is not saturated and more
+// threads mean more hand-offs between them: 1.3-3.2 ms more p50 in seven
+// A/B rounds (bench/RESULTS.md). Under a CPU quota the extra threads would
+// spend it in bursts and get the container throttled for the rest of each
+// period, so the runtime's choice stands there.
 func maxProcs(cfg Config, cpus, runtimeChoice int) int {
 	switch {
 	case cfg.MaxProcs > 0:
