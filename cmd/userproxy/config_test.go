@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/procs"
 )
 
 func env(kv ...string) func(string) (string, bool) {
@@ -265,32 +267,34 @@ func TestGCPercent(t *testing.T) {
 	restore()
 }
 
-// TestMaxProcs: more scheduler threads than CPUs only when no CPU limit is
-// below the CPUs, bounded; an explicit -gomaxprocs is used as is, and
-// GOMAXPROCS wins.
+// TestMaxProcs: a range from one thread per CPU to four (bounded) only when
+// no CPU limit is below the CPUs; an explicit -gomaxprocs is used as is,
+// and GOMAXPROCS wins.
 func TestMaxProcs(t *testing.T) {
 	for _, tc := range []struct {
-		name                string
-		cfg                 Config
-		cpus, choice, wants int
+		name              string
+		cfg               Config
+		cpus, choice      int
+		wantLow, wantHigh int
 	}{
-		{"no limit, 2 CPUs", Config{}, 2, 2, 8},
-		{"no limit, 1 CPU", Config{}, 1, 1, 4},
-		{"no limit, 16 CPUs: capped", Config{}, 16, 16, 32},
-		{"no limit, 64 CPUs: never below the CPUs", Config{}, 64, 64, 64},
-		{"CPU limit: the runtime's choice", Config{}, 8, 1, 0},
-		{"explicit", Config{MaxProcs: 3}, 8, 1, 3},
+		{"no limit, 2 CPUs", Config{}, 2, 2, 2, 8},
+		{"no limit, 1 CPU", Config{}, 1, 1, 1, 4},
+		{"no limit, 16 CPUs: capped", Config{}, 16, 16, 16, 32},
+		{"no limit, 64 CPUs: never below the CPUs", Config{}, 64, 64, 64, 64},
+		{"CPU limit: the runtime's choice", Config{}, 8, 1, 0, 0},
+		{"explicit", Config{MaxProcs: 3}, 8, 1, 3, 3},
 	} {
-		if got := maxProcs(tc.cfg, tc.cpus, tc.choice); got != tc.wants {
-			t.Errorf("%s: maxProcs = %d, want %d", tc.name, got, tc.wants)
+		if low, high := maxProcs(tc.cfg, tc.cpus, tc.choice); low != tc.wantLow || high != tc.wantHigh {
+			t.Errorf("%s: maxProcs = %d, %d, want %d, %d", tc.name, low, high, tc.wantLow, tc.wantHigh)
 		}
 	}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	noEnv := func(string) (string, bool) { return "", false }
+	ctx := context.Background()
 	before := runtime.GOMAXPROCS(0)
 	want := before + 3
-	restore := applyMaxProcs(Config{MaxProcs: want}, noEnv, log)
+	restore := applyMaxProcs(ctx, Config{MaxProcs: want}, noEnv, log, procs.Options{})
 	if got := runtime.GOMAXPROCS(0); got != want {
 		t.Errorf("GOMAXPROCS while running: %d, want %d", got, want)
 	}
@@ -298,9 +302,46 @@ func TestMaxProcs(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
 	}
-	restore = applyMaxProcs(Config{MaxProcs: want}, func(k string) (string, bool) { return "1", k == "GOMAXPROCS" }, log)
+	restore = applyMaxProcs(ctx, Config{MaxProcs: want}, func(k string) (string, bool) { return "1", k == "GOMAXPROCS" }, log, procs.Options{})
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("GOMAXPROCS with the variable set: %d, want it untouched (%d)", got, before)
 	}
 	restore()
+}
+
+// TestMaxProcsFollowsLoad: with -gomaxprocs 0 and no CPU limit, the range
+// from maxProcs is handed to procs.Run, and restore stops it and puts the
+// previous value back. The load is faked: every interval saturated.
+func TestMaxProcsFollowsLoad(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < runtime.NumCPU() {
+		t.Skip("a CPU limit applies here: the runtime's choice stands")
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	noEnv := func(string) (string, bool) { return "", false }
+	wantLow, wantHigh := maxProcs(Config{}, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	if wantLow == wantHigh {
+		t.Skipf("%d CPUs: no range to follow", runtime.NumCPU())
+	}
+	before := runtime.GOMAXPROCS(0)
+	var ticks uint64
+	set := make(chan int, 100)
+	restore := applyMaxProcs(context.Background(), Config{}, noEnv, log, procs.Options{
+		Interval: time.Millisecond,
+		Sample:   func() (uint64, uint64, error) { ticks += 100; return ticks, ticks, nil }, // always busy
+		Set:      func(n int) int { set <- n; return runtime.GOMAXPROCS(n) },
+	})
+	for _, want := range []int{wantLow, wantHigh} {
+		select {
+		case got := <-set:
+			if got != want {
+				t.Fatalf("GOMAXPROCS set to %d, want %d (low %d, high %d)", got, want, wantLow, wantHigh)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("GOMAXPROCS not set to %d", want)
+		}
+	}
+	restore()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/procs"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream"
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	log := newLogger(cfg, stderr)
 	defer applyMemoryLimit(cfg, lookupEnv, log)()
 	defer applyGCPercent(cfg, lookupEnv, log)()
-	defer applyMaxProcs(cfg, lookupEnv, log)()
+	defer applyMaxProcs(ctx, cfg, lookupEnv, log, procs.Options{})()
 	if err := serve(ctx, cfg, sealer, log, stdout, ready); err != nil {
 		log.Error("userproxy stopped", "err", err)
 		return 1
@@ -341,54 +342,79 @@ func gcPercent(cfg Config) int {
 	return 100
 }
 
-// maxProcs is the GOMAXPROCS -gomaxprocs asks for, given the CPUs this
-// process may run on and the runtime's own choice, which follows a cgroup
-// CPU limit. With 0 and no limit below the CPUs, four threads per CPU, at
-// most 32 (never fewer than the CPUs); under a limit, 0: the runtime's
-// choice stands.
+// maxProcs is the GOMAXPROCS range -gomaxprocs asks for, given the CPUs
+// this process may run on and the runtime's own choice, which follows a
+// cgroup CPU limit. An explicit count is used as is (low = high). With 0 and
+// no limit below the CPUs, one thread per CPU while the CPUs have room and
+// four per CPU, at most 32 (never fewer than the CPUs), while they are
+// saturated (package internal/procs moves between the two); under a limit,
+// 0, 0: the runtime's choice stands.
 //
-// A sidecar shares its CPUs with the application beside it. With one
-// scheduler thread per CPU, a thread the kernel preempts for another
-// process holds every goroutine queued on it (requests whose data has
-// arrived) until it runs again; more threads than CPUs let the kernel
-// interleave the proxy's work with the neighbour's in smaller pieces.
-// Measured under the hot benchmark on 2 CPUs, where wrk is the neighbour:
-// with the tier, 27-32k req/s and p99 11.5-13.6 ms at 2 threads, 33-44k and
-// 6.6-7.9 ms at 8 (16: no better; 4 and 6: in between); Redis only,
-// 21.5-26.9k and p99 7.3-9.1 ms at 2, 26.5-30.4k and 6.1-7.0 ms at 8. The
-// price is paid by cold misses, when the machine is not saturated and more
-// threads mean more hand-offs between them: 1.3-3.2 ms more p50 in seven
-// A/B rounds (bench/RESULTS.md). Under a CPU quota the extra threads would
-// spend it in bursts and get the container throttled for the rest of each
-// period, so the runtime's choice stands there.
-func maxProcs(cfg Config, cpus, runtimeChoice int) int {
+// A sidecar shares its CPUs with the application beside it. While they are
+// saturated, a scheduler thread the kernel preempts for another process
+// holds every goroutine queued on it (requests whose data has arrived)
+// until it runs again; more threads than CPUs let the kernel interleave the
+// proxy's work with the neighbour's in smaller pieces. Measured under the
+// hot benchmark on 2 CPUs, where wrk is the neighbour: with the tier,
+// 27-32k req/s and p99 11.5-13.6 ms at 2 threads, 33-44k and 6.6-7.9 ms at
+// 8 (16: no better; 4 and 6: in between); Redis only, 21.5-26.9k and p99
+// 7.3-9.1 ms at 2, 26.5-30.4k and 6.1-7.0 ms at 8. While the CPUs have
+// room (cold misses: the machine 40-70% busy) the extra threads only add
+// hand-offs between threads and CPUs: 1.1-3.2 ms more p50 at 8 than at 2
+// (bench/RESULTS.md). Under a CPU quota the extra threads would spend it in
+// bursts and get the container throttled for the rest of each period, so
+// the runtime's choice stands there.
+func maxProcs(cfg Config, cpus, runtimeChoice int) (low, high int) {
 	switch {
 	case cfg.MaxProcs > 0:
-		return cfg.MaxProcs
+		return cfg.MaxProcs, cfg.MaxProcs
 	case runtimeChoice < cpus:
-		return 0
+		return 0, 0
 	}
-	return max(cpus, min(4*cpus, 32))
+	return cpus, max(cpus, min(4*cpus, 32))
 }
 
 // applyMaxProcs sets GOMAXPROCS from -gomaxprocs, unless the operator set
-// GOMAXPROCS, which wins. It returns the function that restores the
-// previous value. Once set, the runtime no longer follows changes to the
-// container's CPU limit while the process runs (Go 1.25's automatic
-// update); a limit set at start is still honoured (see maxProcs).
-func applyMaxProcs(cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger) (restore func()) {
+// GOMAXPROCS, which wins; with a range (see maxProcs) it follows the CPUs'
+// load until ctx ends. It returns the function that stops that and
+// restores the previous value. Once set, the runtime no longer follows
+// changes to the container's CPU limit while the process runs (Go 1.25's
+// automatic update); a limit set at start is still honoured.
+func applyMaxProcs(ctx context.Context, cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger, opts procs.Options) (restore func()) {
 	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
 		log.Info("GOMAXPROCS is set: -gomaxprocs ignored", "gomaxprocs", v)
 		return func() {}
 	}
-	n := maxProcs(cfg, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	if n == 0 {
+	low, high := maxProcs(cfg, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	switch {
+	case high == 0:
 		log.Info("GOMAXPROCS left to the runtime: a CPU limit applies", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 		return func() {}
+	case low == high:
+		prev := runtime.GOMAXPROCS(high)
+		log.Info("GOMAXPROCS set", "gomaxprocs", high, "cpus", runtime.NumCPU())
+		return func() { runtime.GOMAXPROCS(prev) }
 	}
-	prev := runtime.GOMAXPROCS(n)
-	log.Info("GOMAXPROCS set", "gomaxprocs", n, "cpus", runtime.NumCPU())
-	return func() { runtime.GOMAXPROCS(prev) }
+	prev := runtime.GOMAXPROCS(0)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	opts.Low, opts.High = low, high
+	opts.OnChange = func(from, to int, busy float64) {
+		log.Info("GOMAXPROCS changed with the CPUs' load", "from", from, "to", to, "cpu_busy", fmt.Sprintf("%.2f", busy))
+	}
+	go func() {
+		defer close(done)
+		log.Info("GOMAXPROCS follows the CPUs' load", "low", low, "high", high, "cpus", runtime.NumCPU())
+		if err := procs.Run(ctx, opts); err != nil {
+			runtime.GOMAXPROCS(high)
+			log.Warn("cannot read the CPUs' load: GOMAXPROCS fixed", "gomaxprocs", high, "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		runtime.GOMAXPROCS(prev)
+	}
 }
 
 // applyGCPercent sets GOGC from -gc-percent, unless the operator set GOGC,
