@@ -322,14 +322,28 @@ func TestMaxProcsFollowsLoad(t *testing.T) {
 	if wantLow == wantHigh {
 		t.Skipf("%d CPUs: no range to follow", runtime.NumCPU())
 	}
-	before := runtime.GOMAXPROCS(0)
+	// Start from High, so that finding Low proves applyMaxProcs set it.
+	orig := runtime.GOMAXPROCS(wantHigh)
+	defer runtime.GOMAXPROCS(orig)
+	before := wantHigh
 	var ticks uint64
 	set := make(chan int, 100)
+	block := make(chan struct{}) // the first sample waits: applyMaxProcs itself must have set Low
 	restore := applyMaxProcs(context.Background(), Config{}, noEnv, log, procs.Options{
 		Interval: time.Millisecond,
-		Sample:   func() (uint64, uint64, error) { ticks += 100; return ticks, ticks, nil }, // always busy
-		Set:      func(n int) int { set <- n; return runtime.GOMAXPROCS(n) },
+		Sample: func() (uint64, uint64, error) { // always busy
+			if ticks == 0 {
+				<-block
+			}
+			ticks += 100
+			return ticks, ticks, nil
+		},
+		Set: func(n int) int { set <- n; return runtime.GOMAXPROCS(n) },
 	})
+	if got := runtime.GOMAXPROCS(0); got != wantLow {
+		t.Errorf("GOMAXPROCS when applyMaxProcs returned: %d, want Low (%d)", got, wantLow)
+	}
+	close(block)
 	for _, want := range []int{wantLow, wantHigh} {
 		select {
 		case got := <-set:

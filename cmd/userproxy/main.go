@@ -395,7 +395,10 @@ func applyMaxProcs(ctx context.Context, cfg Config, lookupEnv func(string) (stri
 		log.Info("GOMAXPROCS set", "gomaxprocs", high, "cpus", runtime.NumCPU())
 		return func() { runtime.GOMAXPROCS(prev) }
 	}
-	prev := runtime.GOMAXPROCS(0)
+	// Low from the start, not once the goroutine below runs: what is sized
+	// from GOMAXPROCS while the proxy is wired (go-redis's default pool, 10
+	// connections per thread) must not depend on that race.
+	prev := runtime.GOMAXPROCS(low)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	opts.Low, opts.High = low, high
