@@ -12,9 +12,11 @@ import (
 // readBatcher sends the MGETs of concurrent lookups to Redis together, one
 // pipeline per batch: under load a lookup's cost is mostly its own write and
 // read system calls, on both sides, and a pipeline of n lookups pays them
-// once. A lone lookup goes out at once (there is no waiting for company); a
-// batch forms from the lookups that arrive while the previous one is on the
-// wire.
+// once. A batch forms from the lookups that arrive while the previous one is
+// on the wire. A lookup that finds nothing on the wire goes out at once, on
+// its caller's goroutine: there is no company to wait for, and handing it to
+// a worker and back would cost two goroutine wake-ups (each a wait in the run
+// queue under load: 0.2-0.6 ms of cold-miss p50, bench/RESULTS.md).
 //
 // Workers are started on demand and exit as soon as the queue is empty, so
 // an idle store holds no goroutine and needs no Close. Every caller waits on
@@ -59,6 +61,9 @@ func newReadBatcher(client redis.UniversalClient, guard func(op func() error) er
 
 // mget is MGET of two keys, batched with concurrent calls.
 func (b *readBatcher) mget(ctx context.Context, k1, k2 string) ([]any, error) {
+	if b.active.CompareAndSwap(0, 1) {
+		return b.mgetAlone(ctx, k1, k2)
+	}
 	c := b.calls.Get().(*readCall)
 	c.ctx, c.keys = ctx, [2]string{k1, k2}
 	select {
@@ -78,6 +83,22 @@ func (b *readBatcher) mget(ctx context.Context, k1, k2 string) ([]any, error) {
 		// c is left to the garbage collector rather than reused.
 		return nil, ctx.Err()
 	}
+}
+
+// mgetAlone sends one lookup on the caller's goroutine, holding a worker
+// slot, so that lookups arriving meanwhile queue for a worker as they would
+// behind a pipeline. It is bounded by the caller's own context, as every
+// caller is. Giving the slot back needs no check of the queue: only one
+// lookup at a time can go alone (it needs every slot free), so a lookup that
+// queued meanwhile either started a worker or saw one running, and a worker
+// re-checks the queue before it exits.
+func (b *readBatcher) mgetAlone(ctx context.Context, k1, k2 string) (vals []any, err error) {
+	defer b.active.Add(-1)
+	err = b.guard(func() error {
+		vals, err = b.client.MGet(ctx, k1, k2).Result()
+		return err
+	})
+	return vals, err
 }
 
 func (b *readBatcher) release(c *readCall) {

@@ -16,12 +16,17 @@ import (
 
 // pipelineCounter counts the pipelines of MGETs a client sends, and the
 // MGETs in them (not the handshake go-redis pipelines on each new
-// connection).
-type pipelineCounter struct{ pipelines, cmds atomic.Int64 }
+// connection), and the MGETs sent alone.
+type pipelineCounter struct{ pipelines, cmds, alone atomic.Int64 }
 
 func (*pipelineCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (*pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return next
+func (p *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "mget" {
+			p.alone.Add(1)
+		}
+		return next(ctx, cmd)
+	}
 }
 func (p *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
@@ -39,10 +44,11 @@ func (p *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
-// TestReadBatcherBatchesAndWindsDown: lookups that queue while a batch is
-// on the wire go out together, every caller gets its own answer, and once
-// the queue is empty no worker is left counted (a leaked count would stop
-// new workers from ever starting).
+// TestReadBatcherBatchesAndWindsDown: the first lookup, finding nothing on
+// the wire, goes out alone; lookups that queue while it and a batch are on
+// the wire go out together; every caller gets its own answer, and once the
+// queue is empty no worker slot is left counted (a leaked count would stop
+// new workers from ever starting, and lookups from going alone).
 func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 	srv := redistest.Start(t)
 	client, err := NewUniversalClient(srv.URL(), ClientOptions{Timeout: 5 * time.Second})
@@ -81,7 +87,7 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 		}()
 	}
 	testkit.WaitFor(t, 5*time.Second, "every lookup to be queued or on the wire", func() bool {
-		return int(count.cmds.Load())+len(b.queue) == n
+		return int(count.alone.Load()+count.cmds.Load())+len(b.queue) == n
 	})
 	srv.Resume()
 	wg.Wait()
@@ -90,10 +96,26 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 			t.Errorf("lookup %d: %v", i, err)
 		}
 	}
-	if p, c := count.pipelines.Load(), count.cmds.Load(); c != n || p > maxReadWorkers+1 {
-		t.Errorf("%d lookups went out as %d commands in %d pipelines, want %d in at most %d", n, c, p, n, maxReadWorkers+1)
+	// One alone (it held a slot while Redis was paused), the other 63 in
+	// at most three pipelines: one on the wire beside it, then the rest
+	// split between the two slots.
+	if a, p, c := count.alone.Load(), count.pipelines.Load(), count.cmds.Load(); a != 1 || c != n-1 || p > maxReadWorkers+1 {
+		t.Errorf("%d lookups went out as %d alone and %d commands in %d pipelines, want 1 alone and %d in at most %d", n, a, c, p, n-1, maxReadWorkers+1)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the workers to wind down", func() bool { return b.active.Load() == 0 })
+
+	// Nothing on the wire now: the next lookup goes alone, at once.
+	pipelines := count.pipelines.Load()
+	vals, err := b.mget(ctx, "k1", "absent")
+	if err != nil || len(vals) != 2 || vals[0] != "1" {
+		t.Fatalf("lone lookup: got %v, %v", vals, err)
+	}
+	if a, p := count.alone.Load(), count.pipelines.Load(); a != 2 || p != pipelines {
+		t.Errorf("after a lone lookup: %d alone, %d pipelines; want 2 alone and still %d pipelines", a, p, pipelines)
+	}
+	if n := b.active.Load(); n != 0 {
+		t.Errorf("after a lone lookup: %d worker slots held, want 0", n)
+	}
 }
 
 type errUnexpected []any
