@@ -48,7 +48,14 @@ measure() {
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$system" "$(kv rps "$line")" \
 		"$(kv p50_us "$line")" "$(kv p99_us "$line")" "$((after - before))" \
 		"$(($(kv errors "$line") + $(kv non2xx "$line")))" "$max" "$other" >>"$results"
-	log "$scenario / $system: $(kv rps "$line") req/s, p50 $(kv p50_us "$line") µs, p99 $(kv p99_us "$line") µs, $((after - before)) upstream calls, errors $(kv errors "$line") non-2xx $(kv non2xx "$line"), other processes ${other}% CPU"
+	log "$scenario / $system: $(kv rps "$line") req/s, p50 $(kv p50_us "$line") µs, p99 $(kv p99_us "$line") µs, $((after - before)) upstream calls, errors $(kv errors "$line") non-2xx $(kv non2xx "$line"), other processes ${other}% CPU$(gomaxprocs "$system")"
+}
+
+# gomaxprocs SYSTEM: for a userproxy, ", GOMAXPROCS n" as it is at the end
+# of a run (-gomaxprocs 0 follows the CPUs' load); else nothing.
+gomaxprocs() {
+	[ -n "${admin_of[$1]-}" ] || return 0
+	http GET "${admin_of[$1]}" /metrics | awk '/^go_sched_gomaxprocs_threads / { printf ", GOMAXPROCS %d", $2 }'
 }
 
 # warm SYSTEM: one request for every hot (id, credential) pair, with the
