@@ -16,7 +16,7 @@ import (
 // on the wire. A lookup that finds nothing on the wire goes out at once, on
 // its caller's goroutine: there is no company to wait for, and handing it to
 // a worker and back would cost two goroutine wake-ups (each a wait in the run
-// queue under load: 0.2-0.6 ms of cold-miss p50, bench/RESULTS.md).
+// queue under load: up to 0.7 ms of cold-miss p50, bench/RESULTS.md).
 //
 // Workers are started on demand and exit as soon as the queue is empty, so
 // an idle store holds no goroutine and needs no Close. Every caller waits on

@@ -359,8 +359,8 @@ func gcPercent(cfg Config) int {
 // 27-32k req/s and p99 11.5-13.6 ms at 2 threads, 33-44k and 6.6-7.9 ms at
 // 8 (16: no better; 4 and 6: in between); Redis only, 21.5-26.9k and p99
 // 7.3-9.1 ms at 2, 26.5-30.4k and 6.1-7.0 ms at 8. While the CPUs have
-// room (cold misses: the machine 40-70% busy) the extra threads only add
-// hand-offs between threads and CPUs: 1.1-3.2 ms more p50 at 8 than at 2
+// room (cold misses: the machine 37-70% busy) the extra threads only add
+// hand-offs between threads and CPUs: 0.9-3.2 ms more p50 at 8 than at 2
 // (bench/RESULTS.md). Under a CPU quota the extra threads would spend it in
 // bursts and get the container throttled for the rest of each period, so
 // the runtime's choice stands there.
