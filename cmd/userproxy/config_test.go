@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/internal/procs"
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func env(kv ...string) func(string) (string, bool) {
@@ -354,6 +356,32 @@ func TestMaxProcsFollowsLoad(t *testing.T) {
 			t.Fatalf("GOMAXPROCS not set to %d", want)
 		}
 	}
+	restore()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
+	}
+}
+
+// TestMaxProcsWithoutLoadReadings: if the CPUs' load cannot be read (no
+// /proc/stat), GOMAXPROCS is fixed at the high value, the fixed behaviour
+// of before, and restore still puts the previous value back.
+func TestMaxProcsWithoutLoadReadings(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < runtime.NumCPU() {
+		t.Skip("a CPU limit applies here: the runtime's choice stands")
+	}
+	wantLow, wantHigh := maxProcs(Config{}, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	if wantLow == wantHigh {
+		t.Skipf("%d CPUs: no range to follow", runtime.NumCPU())
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	noEnv := func(string) (string, bool) { return "", false }
+	before := runtime.GOMAXPROCS(0)
+	restore := applyMaxProcs(context.Background(), Config{}, noEnv, log, procs.Options{
+		Sample: func() (uint64, uint64, error) { return 0, 0, errors.New("no /proc/stat") },
+	})
+	testkit.WaitFor(t, 10*time.Second, "GOMAXPROCS to be fixed at the high value", func() bool {
+		return runtime.GOMAXPROCS(0) == wantHigh
+	})
 	restore()
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
