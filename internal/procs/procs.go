@@ -116,8 +116,14 @@ func Run(ctx context.Context, o Options) error {
 		case <-t.C:
 		}
 		busy, total, err := o.Sample()
-		if err != nil || total <= prevTotal || busy < prevBusy {
-			continue // no reading this interval (or too little time passed)
+		if err != nil {
+			continue // no reading this interval
+		}
+		if total <= prevTotal || busy < prevBusy {
+			// No time passed, or the counters went back: the set of CPUs
+			// this process may run on shrank. Measure from here.
+			prevBusy, prevTotal = busy, total
+			continue
 		}
 		share := float64(busy-prevBusy) / float64(total-prevTotal)
 		prevBusy, prevTotal = busy, total

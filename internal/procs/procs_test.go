@@ -213,6 +213,13 @@ func TestRun(t *testing.T) {
 	interval(40, 100) // third with room in a row
 	expectSet(2)
 
+	// A CPU left the affinity set: the sums drop. The next intervals are
+	// measured from the new sums, not ignored until they pass the old ones.
+	busy, total = busy/2, total/2
+	samples <- [2]uint64{busy, total}
+	interval(95, 100)
+	expectSet(8)
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v after cancel, want nil", err)
@@ -222,7 +229,7 @@ func TestRun(t *testing.T) {
 	for c := range changes {
 		got = append(got, c)
 	}
-	want := []string{"2->8 at 0.96", "8->2 at 0.40"}
+	want := []string{"2->8 at 0.96", "8->2 at 0.40", "2->8 at 0.95"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("changes: got %v, want %v", got, want)
 	}
