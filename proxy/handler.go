@@ -125,6 +125,7 @@ type Handler struct {
 	flights singleflight.Group // fills in progress, keyed by flightKey
 	misses  missFlights        // the ordinary miss fills among them
 	ended   fillEpochs         // fills ended, per group of keys
+	written writeEpochs        // invalidations completed, per group of ids
 
 	// Background refreshes belong to the handler: bg cancels them on
 	// Close, and refreshes waits for them.

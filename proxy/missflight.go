@@ -16,44 +16,88 @@ import (
 // and the waiters join the fill at once instead of queueing for Redis
 // connections while it runs.
 //
+// A fill is registered with the write epoch its leader read before its own
+// cache read (writeEpochs), and only a request that reads the same epoch
+// waits on it: after a write through this process, new requests leave the
+// fills that may carry the old answer alone.
+//
 // Background refreshes are not registered: a reader with a usable entry
 // must never wait on one.
 type missFlights struct {
 	n  atomic.Int64 // len(m), so the hit path pays one atomic load while there are none
 	mu sync.Mutex
-	m  map[cache.Key]struct{}
+	m  map[missFlight]struct{}
 }
 
-// has reports whether a miss fill for k is in progress.
-func (f *missFlights) has(k cache.Key) bool {
+// missFlight is one registration: a key's fill and its write epoch.
+type missFlight struct {
+	k     cache.Key
+	epoch uint64
+}
+
+// has reports whether a miss fill for k is in progress under write epoch
+// epoch.
+func (f *missFlights) has(k cache.Key, epoch uint64) bool {
 	if f.n.Load() == 0 {
 		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.m[k]
+	_, ok := f.m[missFlight{k, epoch}]
 	return ok
 }
 
-// add registers a miss fill for k. The caller leads k's single flight,
-// and calls remove before the flight returns, so registrations of one key
-// never overlap.
-func (f *missFlights) add(k cache.Key) {
+// add registers a miss fill for k under epoch. The caller leads the single
+// flight of k and epoch, and calls remove before the flight returns, so
+// registrations of one key and epoch never overlap.
+func (f *missFlights) add(k cache.Key, epoch uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
-		f.m = map[cache.Key]struct{}{}
+		f.m = map[missFlight]struct{}{}
 	}
-	f.m[k] = struct{}{}
+	f.m[missFlight{k, epoch}] = struct{}{}
 	f.n.Store(int64(len(f.m)))
 }
 
-// remove unregisters k's miss fill.
-func (f *missFlights) remove(k cache.Key) {
+// remove unregisters k's miss fill under epoch.
+func (f *missFlights) remove(k cache.Key, epoch uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m, k)
+	delete(f.m, missFlight{k, epoch})
 	f.n.Store(int64(len(f.m)))
+}
+
+// writeEpochs count the invalidations of users (writes through this
+// process, purges of one user) it has completed, per group of user ids (an
+// id's group is a hash of it). A fill that began before a write completed
+// may carry the answer the write replaced; a request sent after the write
+// must not get it. So a request waits on a fill in flight (or joins its
+// single flight) only if the epoch it reads equals the one the fill's
+// leader read before its own cache read. An invalidation of another id of
+// the group only costs a fill of its own.
+//
+// A purge of everything needs no count: it returns only once every fill
+// in flight when it began has ended (purgeAll). Writes through other
+// replicas are not counted: their invalidations reach this process's tier,
+// not its fills.
+type writeEpochs struct {
+	groups [256]atomic.Uint64
+}
+
+// now is id's epoch.
+func (w *writeEpochs) now(id string) uint64 { return w.group(id).Load() }
+
+// wrote counts a completed invalidation of id.
+func (w *writeEpochs) wrote(id string) { w.group(id).Add(1) }
+
+// group is id's group: FNV-1a over the id.
+func (w *writeEpochs) group(id string) *atomic.Uint64 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &w.groups[h%uint32(len(w.groups))]
 }
 
 // fillEpochs counts the fills that have ended, per group of keys (a key's

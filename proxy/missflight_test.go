@@ -191,3 +191,69 @@ func TestFillRereadsWhenAFillEndedSinceTheLookup(t *testing.T) {
 		t.Errorf("cache reads: got %d, want 3", got)
 	}
 }
+
+// TestRequestsAfterAWriteLeaveOlderFills: a fill that began before a write
+// through this proxy (or a purge of the user) completed may carry the
+// answer the write replaced. A request sent after the write must neither wait on that fill
+// nor join its single flight: it makes its own, and gets the new answer
+// while the old fill is still held at the upstream.
+func TestRequestsAfterAWriteLeaveOlderFills(t *testing.T) {
+	for _, how := range []string{"write", "purge user"} {
+		t.Run(how, func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {
+				hold := &holdFirstGet{id: "31", fetched: make(chan struct{}), release: make(chan struct{})}
+				e := newEnv(envOptions{wrapUpstream: func(next http.Handler) http.Handler { hold.next = next; return hold }})
+				leaveOlderFill(t, e, hold, how)
+			})
+		})
+	}
+}
+
+// leaveOlderFill runs TestRequestsAfterAWriteLeaveOlderFills on e: a fill
+// of user 31 held at the upstream, then how, then a new request.
+func leaveOlderFill(t *testing.T, e *env, hold *holdFirstGet, how string) {
+	t.Helper()
+	admin := adminServer(t, e, adminToken)
+	old := e.userBody(alice, "31")
+
+	first := make(chan response, 1)
+	go func() { first <- e.get("31", alice) }()
+	<-hold.fetched // the old answer is on its way
+	switch how {
+	case "write":
+		if r := e.do(http.MethodPut, "/api/users/31", alice, `{"first_name":"After"}`); r.status != http.StatusOK {
+			t.Fatalf("PUT: got %d %q", r.status, r.body)
+		}
+	case "purge user":
+		if code, body := adminDo(t, admin, http.MethodDelete, "/admin/cache/users/31", adminToken); code != http.StatusOK {
+			t.Fatalf("purge: got %d %q", code, body)
+		}
+	}
+	want := e.userBody(alice, "31")
+	if how == "write" && want == old {
+		t.Fatal("the write did not change the body; the test could not tell the answers apart")
+	}
+
+	after := make(chan response, 1)
+	go func() { after <- e.get("31", alice) }()
+	var r response
+	select {
+	case r = <-after:
+	case <-time.After(10 * time.Second): // a liveness bound, not a latency check
+		close(hold.release)
+		t.Fatalf("the request sent after the %s waited on the fill begun before it", how)
+	}
+	close(hold.release)
+	if r.status != http.StatusOK || r.body != want {
+		t.Errorf("after the %s: got %d %q, want 200 with %q", how, r.status, r.body, want)
+	}
+	if cs := r.header.Get("Cache-Status"); strings.Contains(cs, "collapsed") {
+		t.Errorf("after the %s: Cache-Status %q, want an answer of its own", how, cs)
+	}
+	if r := <-first; r.status != http.StatusOK || r.body != old {
+		t.Errorf("the request sent before the %s: got %d %q, want the body of its time", how, r.status, r.body)
+	}
+	if got := e.up.RequestsFor("31"); got != 2 {
+		t.Errorf("upstream calls: got %d, want 2 (the held fill and the new one)", got)
+	}
+}

@@ -54,6 +54,9 @@ func (p *pendingInvalidations) has(id string) bool {
 func (h *Handler) invalidate(ctx context.Context, id, source string) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cacheTO)
 	defer cancel()
+	// Whatever the cache says, the write has happened: fills begun before
+	// it are not for requests sent after it (writeEpochs).
+	defer h.written.wrote(id)
 	if err := h.store.Invalidate(ctx, id); err != nil {
 		h.m.CacheErrors.WithLabelValues("invalidate").Inc()
 		if h.pending.add(id) {

@@ -90,9 +90,10 @@ type propertyRun struct {
 //
 //   - a 200's body is one the upstream gave that credential's tenant for that
 //     id at some point — never another tenant's, never to the intruder;
-//   - unless the request joined a fill already in flight (collapsed), that
-//     body was not replaced by a write that completed before the request was
-//     sent: an invalidated entry is served neither fresh nor stale;
+//   - that body was not replaced by a write that completed before the
+//     request was sent, not even when the request joined a fill already in
+//     flight (collapsed): an invalidated entry is served neither fresh nor
+//     stale;
 //   - anything marked stale says fwd=stale;
 //   - a non-200 is the proxy's JSON error (429, 502, 503, 504), the
 //     upstream's 404 for an id that does not exist, or its 401 for the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/upstream"
@@ -12,8 +13,8 @@ import (
 // foreground miss for k) or refreshed early (force true: the entry is still
 // fresh, so the fill must not short-circuit on it). At most one background
 // refresh per flight key runs at a time; callers never wait for it.
-func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) {
-	fk := flightKey(k, force)
+func (h *Handler) refreshInBackground(k cache.Key, cred upstream.Credentials, force bool, seen lookupResult, written uint64) {
+	fk := flightKey(k, force, written)
 	if _, running := h.refreshing.LoadOrStore(fk, struct{}{}); running {
 		return
 	}
@@ -54,12 +55,14 @@ func (h *Handler) Close() {
 	}
 }
 
-// flightKey names the single flight for k. Forced fills (no-cache requests,
-// early refreshes) fly apart from ordinary misses: an ordinary fill may
-// answer from the cache, which a forced one must not.
-func flightKey(k cache.Key, force bool) string {
+// flightKey names the single flight for k under write epoch written
+// (writeEpochs). Forced fills (no-cache requests, early refreshes) fly
+// apart from ordinary misses: an ordinary fill may answer from the cache,
+// which a forced one must not.
+func flightKey(k cache.Key, force bool, written uint64) string {
+	fk := k.ID + "\x00" + k.Scope + "\x00" + strconv.FormatUint(written, 36)
 	if force {
-		return k.ID + "\x00" + k.Scope + "\x00force"
+		return fk + "\x00force"
 	}
-	return k.ID + "\x00" + k.Scope
+	return fk
 }

@@ -75,6 +75,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 
 	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
 	var haveStale bool
+	var written uint64    // the key's write epoch, read before the cache (writeEpochs)
 	var seen lookupResult // what this request's lookup read, for the fill
 	joined := false       // waited on a miss fill without reading the cache
 	if !dir.noCache {
@@ -83,9 +84,12 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		e, gen, ok := h.lookupLocal(key)
 		var err error
 		var epoch uint64
+		// After the tier (a tier hit needs it only to refresh), before
+		// the store: see writeEpochs.
+		written = h.written.now(key.ID)
 		switch {
 		case ok:
-		case h.misses.has(key):
+		case h.misses.has(key, written):
 			// A miss fill for this key is running: its answer is the next
 			// one the cache will have. Wait for it. seen stays unset: should
 			// that fill end first, the one this request then leads re-reads
@@ -105,12 +109,12 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 			case start.Before(e.Expires):
 				if h.refreshEarly(e, start) {
 					h.m.EarlyRefreshes.Inc()
-					h.refreshInBackground(key, cred, true, seen)
+					h.refreshInBackground(key, cred, true, seen, written)
 				}
 				h.serveHit(w, r, e, start)
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
-				h.refreshInBackground(key, cred, false, seen)
+				h.refreshInBackground(key, cred, false, seen, written)
 				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
@@ -119,7 +123,10 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		}
 	}
 
-	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, seen, !dir.noCache)
+	if dir.noCache {
+		written = h.written.now(key.ID)
+	}
+	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, written, seen, !dir.noCache)
 	if err != nil {
 		// The client went away while waiting on a fill that goes on
 		// without it. Nobody reads an answer; 499 says so in metrics.
@@ -280,19 +287,21 @@ type fillResult struct {
 }
 
 // fill returns the answer for k, making at most one upstream call per flight
-// key at a time in this process. force skips answering from the cache. err is
-// non-nil only when ctx ended before the fill did; the fill itself carries on
-// for the other waiters and the cache.
+// key at a time in this process. force skips answering from the cache.
+// written is k's write epoch, read before the request's cache read: only
+// requests that read the same one share a fill (writeEpochs). err is
+// non-nil only when ctx ended before the fill did; the fill itself carries
+// on for the other waiters and the cache.
 //
 // register, when this call leads the fill, registers it as k's miss fill
 // while it runs (missFlights).
-func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
+func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, written uint64, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
 	var leader atomic.Bool
 	run := func() (any, error) {
 		leader.Store(true)
 		if register {
-			h.misses.add(k)
-			defer h.misses.remove(k)
+			h.misses.add(k, written)
+			defer h.misses.remove(k, written)
 		}
 		// Detached from the client that happens to lead: its leaving
 		// must neither cancel the other waiters' answer nor count as an
@@ -312,10 +321,10 @@ func (h *Handler) fill(ctx context.Context, k cache.Key, cred upstream.Credentia
 		// reason to wait apart from the fill: the leader runs it on its
 		// own goroutine, and a cold miss saves a goroutine start and a
 		// hand-off back, each a wait in the run queue under load.
-		v, _, _ := h.flights.Do(flightKey(k, force), run)
+		v, _, _ := h.flights.Do(flightKey(k, force, written), run)
 		return done(v)
 	}
-	ch := h.flights.DoChan(flightKey(k, force), run)
+	ch := h.flights.DoChan(flightKey(k, force, written), run)
 	select {
 	case r := <-ch:
 		return done(r.Val)
