@@ -125,23 +125,38 @@ scenario_cold() {
 	done < <(caching_systems)
 }
 
-# scenario_stampede: STAMPEDE_N simultaneous requests for one cold key per
-# system (straight at the upstream too, for reference).
+# scenario_stampede: STAMPEDE_N simultaneous requests for one cold key, in
+# STAMPEDE_ROUNDS rounds (each on a key of its own) per system, straight at
+# the upstream too, for reference. One burst is a single sample whose p50
+# moves by several ms from one to the next on these machines, so a row
+# reports the median round's p50 and p99, the most upstream calls any round
+# made and the errors of all rounds.
 scenario_stampede() {
-	local k=0 s port id out
+	local k=0 r s port id out p50s p99s calls errors
 	while read -r s; do
 		port="${port_of[$s]-$UP_PORT}"
-		id=$((STAMPEDE_FIRST + k))
-		k=$((k + 1))
-		out="$("$work/stampede" -url "http://127.0.0.1:$port/api/users/$id" -id "$id" \
-			-credentials "${CREDS[0]}" -stats "http://127.0.0.1:$UP_PORT/_fake/stats" -n "$STAMPEDE_N")" ||
-			die "stampede failed for $s"
+		p50s="" p99s="" calls=0 errors=0
+		for ((r = 0; r < STAMPEDE_ROUNDS; r++)); do
+			id=$((STAMPEDE_FIRST + k))
+			k=$((k + 1))
+			out="$("$work/stampede" -url "http://127.0.0.1:$port/api/users/$id" -id "$id" \
+				-credentials "${CREDS[0]}" -stats "http://127.0.0.1:$UP_PORT/_fake/stats" -n "$STAMPEDE_N")" ||
+				die "stampede failed for $s"
+			log "stampede / $s, round $((r + 1)): $out"
+			p50s+="$(kv p50_ms "$out") " p99s+="$(kv p99_ms "$out") "
+			[ "$(kv upstream_calls "$out")" -gt "$calls" ] && calls="$(kv upstream_calls "$out")"
+			errors=$((errors + $(kv errors "$out")))
+			sleep 0.2 # let the last round's connections close
+		done
 		printf '%s\t%s\t-\t%s\t%s\t%s\t%s\t-\t-\n' stampede "$s" \
-			"$(awk -v v="$(kv p50_ms "$out")" 'BEGIN { printf "%d", v * 1000 }')" \
-			"$(awk -v v="$(kv p99_ms "$out")" 'BEGIN { printf "%d", v * 1000 }')" \
-			"$(kv upstream_calls "$out")" "$(kv errors "$out")" >>"$results"
-		log "stampede / $s: $out"
+			"$(median_us $p50s)" "$(median_us $p99s)" "$calls" "$errors" >>"$results"
 	done < <(echo "$S_DIRECT"; caching_systems)
+}
+
+# median_us MS...: the median of the values (milliseconds), in whole µs;
+# the lower middle one of an even count.
+median_us() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%d", v[int((NR + 1) / 2)] * 1000 + 0.5 }'
 }
 
 # scenario_redis_reference: the ceiling for a hit that reads Redis — 1 KiB
