@@ -63,6 +63,9 @@ type Metrics struct {
 	// Coalesced counts requests that waited on another request's fill
 	// instead of calling the upstream themselves.
 	Coalesced prometheus.Counter
+	// SharedReads counts requests that waited on another request's cache
+	// read of the same key instead of making their own.
+	SharedReads prometheus.Counter
 	// Invalidations counts invalidations by source: "write" (a user
 	// written through the proxy), "admin" (one user purged), "admin_all"
 	// (everything purged), "retry" (one that failed while the cache was
@@ -124,6 +127,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "userproxy_coalesced_requests_total",
 			Help: "Requests that waited for another request's upstream call instead of making their own.",
 		}),
+		SharedReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "userproxy_shared_cache_reads_total",
+			Help: "Requests that waited on another request's cache read of the same key instead of making their own.",
+		}),
 		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_invalidations_total",
 			Help: "Invalidations by source (write, admin, admin_all, retry).",
@@ -146,7 +153,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamRequests,
-		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.Invalidations,
+		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.SharedReads, m.Invalidations,
 		m.StaleServed, m.BackgroundRefreshes, m.EarlyRefreshes, m.StaleSetRefused)
 
 	// Pre-create the series dashboards and alerts divide by, so a rate()

@@ -126,6 +126,7 @@ type Handler struct {
 	misses  missFlights        // the ordinary miss fills among them
 	ended   fillEpochs         // fills ended, per group of keys
 	written writeEpochs        // invalidations completed, per group of ids
+	reads   sharedReads        // store reads in flight
 
 	// Background refreshes belong to the handler: bg cancels them on
 	// Close, and refreshes waits for them.

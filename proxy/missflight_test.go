@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,38 +141,27 @@ func TestStampedeWaitersFallBackToStale(t *testing.T) {
 	}
 }
 
-// pauseFirstGet is a store whose first read of id returns only when
-// released, having read the store when it was called.
-type pauseFirstGet struct {
-	proxy.Store
-	id      string
-	paused  atomic.Bool
-	read    chan struct{} // closed once the paused read has been made
-	release chan struct{}
-}
-
-func (s *pauseFirstGet) Get(ctx context.Context, k cache.Key) (cache.Entry, uint64, bool, error) {
-	e, gen, ok, err := s.Store.Get(ctx, k)
-	if k.ID == s.id && s.paused.CompareAndSwap(false, true) {
-		close(s.read)
-		<-s.release
-	}
-	return e, gen, ok, err
-}
-
 // TestFillRereadsWhenAFillEndedSinceTheLookup: without an in-process tier,
 // a fill skips re-reading the store only if no fill of its key ended since
 // its request's lookup. Here one did, and stored the answer: the late
 // request's fill finds it instead of calling the upstream again.
 func TestFillRereadsWhenAFillEndedSinceTheLookup(t *testing.T) {
 	cs := &countingStore{next: cache.NewMemory(cache.MemoryOptions{})}
-	ps := &pauseFirstGet{Store: cs, id: "7", read: make(chan struct{}), release: make(chan struct{})}
+	ps := newPauseArmedGet(cs, "7")
+	ps.armed.Store(true)
 	e := newEnv(t, ps, envOptions{})
+	admin := adminServer(t, e, adminToken)
 	want := e.userBody(alice, "7")
 
 	late := make(chan response, 1)
 	go func() { late <- e.get("7", alice) }()
 	<-ps.read // the late request's lookup has read the store: a miss
+	// A purge of the user, so that the next request reads for itself: it
+	// may not share a read begun before a purge (sharedReads). The user's
+	// data does not change.
+	if code, body := adminDo(t, admin, http.MethodDelete, "/admin/cache/users/7", adminToken); code != http.StatusOK {
+		t.Fatalf("purge: got %d %q", code, body)
+	}
 	e.want(e.get("7", alice), http.StatusOK, "userproxy; fwd=uri-miss; fwd-status=200; stored")
 	close(ps.release)
 	r := <-late
@@ -234,15 +222,7 @@ func leaveOlderFill(t *testing.T, e *env, hold *holdFirstGet, how string) {
 		t.Fatal("the write did not change the body; the test could not tell the answers apart")
 	}
 
-	after := make(chan response, 1)
-	go func() { after <- e.get("31", alice) }()
-	var r response
-	select {
-	case r = <-after:
-	case <-time.After(10 * time.Second): // a liveness bound, not a latency check
-		close(hold.release)
-		t.Fatalf("the request sent after the %s waited on the fill begun before it", how)
-	}
+	r := getWhileHeld(t, e, "31", hold.release, "the request sent after the "+how+" waited on the fill begun before it")
 	close(hold.release)
 	if r.status != http.StatusOK || r.body != want {
 		t.Errorf("after the %s: got %d %q, want 200 with %q", how, r.status, r.body, want)

@@ -96,10 +96,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 			// the cache before calling the upstream.
 			joined = true
 		default:
-			if h.local == nil {
-				epoch = h.ended.now(key) // before the read: see fillEpochs
-			}
-			e, gen, ok, err = h.lookupStore(r.ctx, key)
+			e, gen, ok, epoch, err = h.read(r.ctx, key, written)
 		}
 		if !joined {
 			seen = lookupResult{gen: gen, done: true, err: err != nil, epoch: epoch}
