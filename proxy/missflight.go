@@ -26,11 +26,12 @@ import (
 type missFlights struct {
 	n  atomic.Int64 // len(m), so the hit path pays one atomic load while there are none
 	mu sync.Mutex
-	m  map[missFlight]struct{}
+	m  map[keyEpoch]struct{}
 }
 
-// missFlight is one registration: a key's fill and its write epoch.
-type missFlight struct {
+// keyEpoch is a key under a write epoch: a miss fill's registration, or a
+// shared read's (sharedReads).
+type keyEpoch struct {
 	k     cache.Key
 	epoch uint64
 }
@@ -43,7 +44,7 @@ func (f *missFlights) has(k cache.Key, epoch uint64) bool {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.m[missFlight{k, epoch}]
+	_, ok := f.m[keyEpoch{k, epoch}]
 	return ok
 }
 
@@ -54,9 +55,9 @@ func (f *missFlights) add(k cache.Key, epoch uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
-		f.m = map[missFlight]struct{}{}
+		f.m = map[keyEpoch]struct{}{}
 	}
-	f.m[missFlight{k, epoch}] = struct{}{}
+	f.m[keyEpoch{k, epoch}] = struct{}{}
 	f.n.Store(int64(len(f.m)))
 }
 
@@ -64,7 +65,7 @@ func (f *missFlights) add(k cache.Key, epoch uint64) {
 func (f *missFlights) remove(k cache.Key, epoch uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m, missFlight{k, epoch})
+	delete(f.m, keyEpoch{k, epoch})
 	f.n.Store(int64(len(f.m)))
 }
 

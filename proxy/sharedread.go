@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
 )
 
 // sharedReads are the store reads in flight, by key and write epoch. A
@@ -21,7 +23,7 @@ import (
 // Reads are pooled: a hit read from Redis allocates nothing here.
 type sharedReads struct {
 	mu   sync.Mutex
-	m    map[missFlight]*sharedRead
+	m    map[keyEpoch]*sharedRead
 	pool sync.Pool
 }
 
@@ -43,7 +45,7 @@ type sharedRead struct {
 // handler has no tier).
 func (h *Handler) read(ctx context.Context, k cache.Key, written uint64) (e cache.Entry, gen uint64, ok bool, ended uint64, err error) {
 	s := &h.reads
-	mk := missFlight{k, written}
+	mk := keyEpoch{k, written}
 	s.mu.Lock()
 	if r, found := s.m[mk]; found {
 		r.refs++
@@ -52,6 +54,12 @@ func (h *Handler) read(ctx context.Context, k cache.Key, written uint64) (e cach
 		r.done.Wait()
 		e, gen, ok, err, ended = r.e, r.gen, r.ok, r.err, r.ended
 		s.release(r)
+		if err != nil {
+			// Counted per request, as if it had read for itself: the
+			// error ratio is per answered request. Logged once, by the
+			// leader.
+			h.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
+		}
 		return e, gen, ok, ended, err
 	}
 	r, _ := s.pool.Get().(*sharedRead)
@@ -61,10 +69,24 @@ func (h *Handler) read(ctx context.Context, k cache.Key, written uint64) (e cach
 	r.refs = 1
 	r.done.Add(1)
 	if s.m == nil {
-		s.m = map[missFlight]*sharedRead{}
+		s.m = map[keyEpoch]*sharedRead{}
 	}
 	s.m[mk] = r
 	s.mu.Unlock()
+	// Deferred, so that the others are let go even if the read panics
+	// (they then see an error and read nothing from it).
+	defer func() {
+		r.e, r.gen, r.ok, r.err, r.ended = e, gen, ok, err, ended
+		if p := recover(); p != nil {
+			r.err = errSharedReadFailed
+			defer panic(p)
+		}
+		s.mu.Lock()
+		delete(s.m, mk)
+		s.mu.Unlock()
+		r.done.Done()
+		s.release(r)
+	}()
 
 	if h.local == nil {
 		ended = h.ended.now(k) // before the read: see fillEpochs
@@ -75,14 +97,12 @@ func (h *Handler) read(ctx context.Context, k cache.Key, written uint64) (e cach
 		ctx = context.WithoutCancel(ctx)
 	}
 	e, gen, ok, err = h.lookupStore(ctx, k)
-	r.e, r.gen, r.ok, r.err, r.ended = e, gen, ok, err, ended
-	s.mu.Lock()
-	delete(s.m, mk)
-	s.mu.Unlock()
-	r.done.Done()
-	s.release(r)
 	return e, gen, ok, ended, err
 }
+
+// errSharedReadFailed is what the requests waiting on a shared read get if
+// the read panicked.
+var errSharedReadFailed = errors.New("the shared cache read failed")
 
 // release drops one reference to r, and pools it after the last one.
 func (s *sharedReads) release(r *sharedRead) {

@@ -2,7 +2,10 @@ package proxy_test
 
 import (
 	"context"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,5 +126,68 @@ func getWhileHeld(t *testing.T, e *env, id string, release chan struct{}, msg st
 		close(release)
 		t.Fatal(msg)
 		return response{}
+	}
+}
+
+// panicArmedGet is a store whose first read of id after arm waits for
+// release, then panics.
+type panicArmedGet struct {
+	*pauseArmedGet
+}
+
+func (s panicArmedGet) Get(ctx context.Context, k cache.Key) (cache.Entry, uint64, bool, error) {
+	if k.ID == s.id && s.armed.CompareAndSwap(true, false) {
+		close(s.read)
+		<-s.release
+		panic("store bug")
+	}
+	return s.Store.Get(ctx, k)
+}
+
+// TestSharedReadThatPanicsLetsTheOthersGo: under net/http (the package's
+// library API), a panic in a handler kills only that request. The requests
+// waiting on the panicking request's cache read must not wait forever:
+// they get a cache error, and are answered from the upstream.
+func TestSharedReadThatPanicsLetsTheOthersGo(t *testing.T) {
+	ps := panicArmedGet{newPauseArmedGet(cache.NewMemory(cache.MemoryOptions{}), "10")}
+	ps.armed.Store(true)
+	e := newEnv(t, ps, envOptions{})
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(e.h.ServeHTTP))
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic's stack, on purpose
+	hs.Start()
+	t.Cleanup(hs.Close)
+	e.srv = &testServer{URL: hs.URL, Listener: hs.Listener, client: hs.Client(), close: hs.Close}
+	want := e.userBody(alice, "10")
+
+	leader := make(chan struct{})
+	go func() {
+		defer close(leader)
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/api/users/10", nil)
+		req.SetBasicAuth(alice.Username, alice.Password)
+		if resp, err := hs.Client().Do(req); err == nil { // the panic closes the connection
+			resp.Body.Close()
+			t.Errorf("the request whose read panicked: got %d, want no answer", resp.StatusCode)
+		}
+	}()
+	<-ps.read
+	const n = 5
+	results := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i] = e.get("10", alice) })
+	}
+	waitFor(t, "the other requests to wait on the read", func() bool {
+		return testutil.ToFloat64(e.m.SharedReads) == n
+	})
+	close(ps.release)
+	wg.Wait()
+	<-leader
+	for i, r := range results {
+		if r.status != http.StatusOK || r.body != want {
+			t.Errorf("request %d: got %d %q, want 200 with the user", i, r.status, r.body)
+		}
+	}
+	if got := testutil.ToFloat64(e.m.CacheErrors.WithLabelValues("get")); got != n {
+		t.Errorf("cache errors (get): got %v, want %d (one per waiting request)", got, n)
 	}
 }
