@@ -75,7 +75,8 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 
 	var stale cache.Entry // an expired 200 that may stand in if the upstream fails
 	var haveStale bool
-	var written uint64    // the key's write epoch, read before the cache (writeEpochs)
+	var written uint64    // the key's write epoch, read before the store (writeEpochs)
+	haveWritten := false  // not on a tier hit, which needs none
 	var seen lookupResult // what this request's lookup read, for the fill
 	joined := false       // waited on a miss fill without reading the cache
 	if !dir.noCache {
@@ -84,9 +85,9 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		e, gen, ok := h.lookupLocal(key)
 		var err error
 		var epoch uint64
-		// After the tier (a tier hit needs it only to refresh), before
-		// the store: see writeEpochs.
-		written = h.written.now(key.ID)
+		if !ok {
+			written, haveWritten = h.written.now(key.ID), true
+		}
 		switch {
 		case ok:
 		case h.misses.has(key, written):
@@ -106,12 +107,12 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 			case start.Before(e.Expires):
 				if h.refreshEarly(e, start) {
 					h.m.EarlyRefreshes.Inc()
-					h.refreshInBackground(key, cred, true, seen, written)
+					h.refreshInBackground(key, cred, true, seen, h.written.now(key.ID))
 				}
 				h.serveHit(w, r, e, start)
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.swr)):
-				h.refreshInBackground(key, cred, false, seen, written)
+				h.refreshInBackground(key, cred, false, seen, h.written.now(key.ID))
 				h.serveStale(w, r, e, start, metrics.StaleRevalidate, "; detail=stale-while-revalidate")
 				return
 			case e.Status == http.StatusOK && start.Before(e.Expires.Add(h.staleErr)):
@@ -120,7 +121,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *userRequest, rawID string)
 		}
 	}
 
-	if dir.noCache {
+	if !haveWritten {
 		written = h.written.now(key.ID)
 	}
 	res, collapsed, err := h.fill(r.upstreamCtx(), key, cred, dir.noCache, written, seen, !dir.noCache)
