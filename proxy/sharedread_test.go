@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,13 +65,21 @@ func TestRequestsShareACacheReadInFlight(t *testing.T) {
 	})
 	close(ps.release)
 	wg.Wait()
+	hits := 0
 	for i, r := range results {
 		if r.status != http.StatusOK || r.body != want {
 			t.Fatalf("request %d: got %d %q, want 200 with the user", i, r.status, r.body)
 		}
+		if strings.HasPrefix(r.header.Get("Cache-Status"), "userproxy; hit") {
+			hits++
+		}
 	}
-	if got := cs.gets.Load(); got != 1 {
-		t.Errorf("cache reads: got %d, want 1", got)
+	// The shared read, and at most one more per hit: a request that
+	// reached the fill only after it had ended leads a fill of its own,
+	// which re-reads the cache (a fill of the key ended since its read) and
+	// answers it, and whoever joined that fill, with a hit.
+	if got := cs.gets.Load(); got < 1 || got > int64(1+hits) {
+		t.Errorf("cache reads: got %d, want 1 shared and at most one per hit (%d hits)", got, hits)
 	}
 	if got := e.up.RequestsFor("8"); got != 1 {
 		t.Errorf("upstream calls: got %d, want 1", got)
