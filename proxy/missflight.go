@@ -94,11 +94,20 @@ func (w *writeEpochs) wrote(id string) { w.group(id).Add(1) }
 
 // group is id's group: FNV-1a over the id.
 func (w *writeEpochs) group(id string) *atomic.Uint64 {
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
+	return &w.groups[fnv1a(fnvOffset, id)%uint32(len(w.groups))]
+}
+
+// FNV-1a, 32 bits: fnv1a(h, s) continues hash h over the bytes of s.
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+func fnv1a(h uint32, s string) uint32 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * fnvPrime
 	}
-	return &w.groups[h%uint32(len(w.groups))]
+	return h
 }
 
 // fillEpochs counts the fills that have ended, per group of keys (a key's
@@ -116,15 +125,8 @@ type fillEpochs struct {
 
 // group is k's group: FNV-1a over the key. A collision costs a re-read.
 func (f *fillEpochs) group(k cache.Key) *atomic.Uint64 {
-	h := uint32(2166136261)
-	for i := 0; i < len(k.ID); i++ {
-		h = (h ^ uint32(k.ID[i])) * 16777619
-	}
-	h *= 16777619 // a zero byte between ID and scope
-	for i := 0; i < len(k.Scope); i++ {
-		h = (h ^ uint32(k.Scope[i])) * 16777619
-	}
-	return &f.groups[h%uint32(len(f.groups))]
+	h := fnv1a(fnvOffset, k.ID) * fnvPrime // then a zero byte between ID and scope
+	return &f.groups[fnv1a(h, k.Scope)%uint32(len(f.groups))]
 }
 
 // now is k's group's count, to compare with a later one.
