@@ -40,6 +40,10 @@ type Entry struct {
 	// Fetch is how long the upstream call that produced the entry took;
 	// the proxy uses it to refresh expensive entries early. Zero if unknown.
 	Fetch time.Duration
+	// Header holds the upstream's end-to-end header fields replayed with
+	// the entry; nil: none. Each store shares or copies it exactly as it
+	// does Body, and refuses (Set fails) a Header past its limits.
+	Header Header
 }
 
 // ErrGenerationChanged is returned by Set when the user was invalidated after
