@@ -35,8 +35,8 @@ const itemOverhead = 256
 // for a single replica (nothing is shared between processes). It is safe for
 // concurrent use.
 //
-// Size: an item counts len(Body)+len(ContentType)+len(ID)+len(Scope) plus a
-// fixed overhead. An item larger than MaxBytes is not stored (not an error).
+// Size: an item counts len(Body)+len(Header)+len(ContentType)+len(ID)+len(Scope)
+// plus a fixed overhead. An item larger than MaxBytes is not stored (not an error).
 // Expired items are misses and are removed when next looked up, or evicted
 // as least recently used.
 //
@@ -76,8 +76,8 @@ type memUser struct {
 	items  map[string]*list.Element // by scope; elements of Memory.lru
 }
 
-// memItem is one stored entry. entry.Body is owned by the store and never
-// modified after Set copied it in.
+// memItem is one stored entry. entry.Body and entry.Header are owned by the
+// store and never modified after Set copied them in.
 type memItem struct {
 	user    *memUser
 	scope   string
@@ -108,8 +108,9 @@ func NewMemory(opts MemoryOptions) *Memory {
 }
 
 // Get returns k's entry. ok is false on a miss, including an expired entry.
-// gen is the user's current generation; pass it to Set. The returned Body is
-// shared with the store, which never modifies it: callers must not either.
+// gen is the user's current generation; pass it to Set. The returned Body and
+// Header are shared with the store, which never modifies them: callers must
+// not either.
 func (m *Memory) Get(_ context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
@@ -143,10 +144,14 @@ func (m *Memory) GetLocal(k Key) (e Entry, gen uint64, ok bool) {
 
 // Set stores e under k for ttl if the user's generation is still gen;
 // otherwise it stores nothing and returns ErrGenerationChanged. The store keeps
-// a copy of e.Body. A ttl <= 0 or an item bigger than MaxBytes stores nothing
-// (and drops k's previous entry) and returns nil.
+// a copy of e.Body and e.Header. A ttl <= 0 or an item bigger than MaxBytes
+// stores nothing (and drops k's previous entry) and returns nil. A Header
+// past its limits (see Header) is refused with an error, as Redis refuses it.
 func (m *Memory) Set(_ context.Context, k Key, e Entry, ttl time.Duration, gen uint64) error {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
+		return fmt.Errorf("storing cache entry: %w", err)
+	}
+	if err := e.Header.check(); err != nil {
 		return fmt.Errorf("storing cache entry: %w", err)
 	}
 	m.mu.Lock()
@@ -163,7 +168,7 @@ func (m *Memory) Set(_ context.Context, k Key, e Entry, ttl time.Duration, gen u
 			u = m.users[k.ID]
 		}
 	}
-	size := int64(len(e.Body)+len(e.ContentType)+len(k.ID)+len(k.Scope)) + itemOverhead
+	size := int64(len(e.Body)+len(e.Header)+len(e.ContentType)+len(k.ID)+len(k.Scope)) + itemOverhead
 	if ttl <= 0 || size > m.maxBytes {
 		return nil
 	}
@@ -171,7 +176,12 @@ func (m *Memory) Set(_ context.Context, k Key, e Entry, ttl time.Duration, gen u
 		u = &memUser{id: k.ID, items: make(map[string]*list.Element)}
 		m.users[k.ID] = u
 	}
+	// Exact capacities: a caller appending to what Get shares (Header.Add)
+	// must get a new array, not write into spare room other callers share.
 	e.Body = append(make([]byte, 0, len(e.Body)), e.Body...)
+	if e.Header != nil {
+		e.Header = append(make(Header, 0, len(e.Header)), e.Header...)
+	}
 	it := &memItem{user: u, scope: k.Scope, entry: e, expires: m.now().Add(ttl), size: size}
 	u.items[k.Scope] = m.lru.PushFront(it)
 	m.bytes += size

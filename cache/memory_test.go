@@ -47,7 +47,7 @@ func TestMemoryStore(t *testing.T) {
 
 // itemSize is the size Memory charges for an item.
 func itemSize(k Key, e Entry) int64 {
-	return int64(len(e.Body)+len(e.ContentType)+len(k.ID)+len(k.Scope)) + itemOverhead
+	return int64(len(e.Body)+len(e.Header)+len(e.ContentType)+len(k.ID)+len(k.Scope)) + itemOverhead
 }
 
 func TestMemoryEvictsLeastRecentlyUsedByBytes(t *testing.T) {
@@ -99,6 +99,26 @@ func TestMemoryOversizedItem(t *testing.T) {
 	mustMiss(t, m, k, 0)
 	if m.Len() != 0 || m.Bytes() != 0 {
 		t.Errorf("got Len %d Bytes %d, want an empty store", m.Len(), m.Bytes())
+	}
+}
+
+func TestMemoryCountsHeaderBytes(t *testing.T) {
+	k := Key{ID: "42", Scope: "s"}
+	bare := Entry{Status: 200, Body: []byte("{}")}
+	withHeader := bare
+	withHeader.Header = maxHeader() // 16 KiB: far more than the body
+	m := NewMemory(MemoryOptions{MaxBytes: 8 << 10})
+
+	mustSet(t, m, k, bare, time.Minute, 0)
+	bareBytes := m.Bytes()
+	// An item charged for its body alone would fit; with its header it does not.
+	mustSet(t, m, k, withHeader, time.Minute, 0)
+	mustMiss(t, m, k, 0)
+
+	m = NewMemory(MemoryOptions{})
+	mustSet(t, m, k, withHeader, time.Minute, 0)
+	if got, want := m.Bytes(), bareBytes+int64(len(withHeader.Header)); got != want {
+		t.Errorf("got Bytes %d with a header of %d bytes, want %d", got, len(withHeader.Header), want)
 	}
 }
 

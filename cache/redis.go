@@ -150,7 +150,7 @@ return gen
 // written under an older generation. gen is the user's current generation; pass
 // it to Set. It makes one round trip (MGET of the generation and entry keys).
 //
-// The returned Body is the caller's: nothing else refers to it.
+// The returned Body and Header are the caller's: nothing else refers to them.
 func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
@@ -185,7 +185,8 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 		// nil: no entry (a non-string reply cannot happen for MGET).
 		return Entry{}, gen, false, nil
 	}
-	// The conversion copies, so the Body that DecodeEntry aliases is ours to give away.
+	// The conversion copies, so the Body and Header that DecodeEntry aliases
+	// are ours to give away.
 	b := []byte(raw)
 	if r.sealer != nil {
 		if b, err = r.sealer.open(b, r.entryKey(k)); err != nil {
@@ -221,8 +222,13 @@ func parseGen(v any) (uint64, error) {
 // otherwise it stores nothing and returns ErrGenerationChanged. It makes one
 // round trip (a Lua script, by EVALSHA with an EVAL fallback). A ttl under a
 // millisecond is rounded up to one; a ttl <= 0 stores nothing and returns nil.
+// A Header past its limits (see Header) is refused with an error: stored, the
+// entry could never be read back. Set keeps nothing of e.
 func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen uint64) error {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
+		return fmt.Errorf("storing cache entry: %w", err)
+	}
+	if err := e.Header.check(); err != nil {
 		return fmt.Errorf("storing cache entry: %w", err)
 	}
 	if ttl <= 0 {

@@ -72,6 +72,11 @@ func redisFixture(b backend, opts RedisOptions) fixture {
 		},
 		putRaw: func(t *testing.T, k Key, raw []byte) {
 			t.Helper()
+			if opts.Sealer != nil {
+				// Sealed, so that what the store fails on is the entry
+				// inside, as it would be for a bad entry a replica wrote.
+				raw = opts.Sealer.seal(raw, r.entryKey(k))
+			}
 			if err := b.client.Set(context.Background(), r.entryKey(k), raw, time.Hour).Err(); err != nil {
 				t.Fatalf("writing raw entry: %v", err)
 			}
@@ -97,11 +102,17 @@ var backends = []struct {
 func TestRedisStore(t *testing.T) {
 	for _, be := range backends {
 		for _, ap := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/autopipeline=%v", be.name, ap), func(t *testing.T) {
-				testStore(t, func(t *testing.T) fixture {
-					return redisFixture(be.start(t), RedisOptions{AutoPipeline: ap})
+			for _, sealed := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/autopipeline=%v/sealed=%v", be.name, ap, sealed), func(t *testing.T) {
+					testStore(t, func(t *testing.T) fixture {
+						opts := RedisOptions{AutoPipeline: ap}
+						if sealed {
+							opts.Sealer = mustSealer(t, key32('a'))
+						}
+						return redisFixture(be.start(t), opts)
+					})
 				})
-			})
+			}
 		}
 	}
 }

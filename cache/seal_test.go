@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ func TestSealedEntries(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	ctx := context.Background()
 	body := []byte(`[{"id":"1","registration_password":"rp-very-private"}]`)
-	e := Entry{Status: 200, ContentType: "application/json", Body: body, Stored: time.Unix(1700000000, 0)}
+	header := Header(nil).Add("X-Tenant-Note", "hdr-very-private")
+	e := Entry{Status: 200, ContentType: "application/json", Header: header, Body: body, Stored: time.Unix(1700000000, 0)}
 	k, other := Key{"1", "scope-a"}, Key{"1", "scope-b"}
 
 	a := NewRedis(client, RedisOptions{Sealer: mustSealer(t, key32('a'))})
@@ -36,12 +38,14 @@ func TestSealedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _, ok, err := a.Get(ctx, k)
-	if err != nil || !ok || !bytes.Equal(got.Body, body) {
-		t.Fatalf("sealed round trip: got ok=%v err=%v body %q", ok, err, got.Body)
+	if err != nil || !ok || !bytes.Equal(got.Body, body) || !bytes.Equal(got.Header, header) {
+		t.Fatalf("sealed round trip: got ok=%v err=%v body %q header %q", ok, err, got.Body, got.Header)
 	}
 	raw, _ := mr.Get(a.entryKey(k))
-	if bytes.Contains([]byte(raw), []byte("rp-very-private")) || bytes.Contains([]byte(raw), []byte("application/json")) {
-		t.Error("the value in Redis holds the body in the clear")
+	for _, secret := range []string{"rp-very-private", "application/json", "hdr-very-private", "X-Tenant-Note"} {
+		if strings.Contains(raw, secret) {
+			t.Errorf("the value in Redis holds %q in the clear", secret)
+		}
 	}
 
 	// A value copied to another scope's key does not open there.

@@ -61,6 +61,10 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 			{"empty body, no content type", Entry{Status: 200, Stored: stored}},
 			{"binary body", Entry{Status: 200, ContentType: "application/octet-stream", Body: []byte{0, 0xff, '\r', '\n', 0}}},
 			{"large body", Entry{Status: 200, ContentType: "application/json", Body: bytes.Repeat([]byte(`{"a":"b"},`), 100_000)}},
+			{"with header", Entry{Status: 200, ContentType: "application/json", Header: sampleHeader(), Body: sampleBody,
+				Stored: stored, Expires: stored.Add(30 * time.Second)}},
+			{"header, no body", Entry{Status: 404, Header: Header(nil).Add("Retry-After", "5"), Stored: stored}},
+			{"header at its limits", Entry{Status: 200, Header: maxHeader(), Body: []byte("[]")}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +74,50 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 				if d := diffEntry(got, tt.e); d != "" {
 					t.Errorf("%s: got %+v, want %+v", d, got, tt.e)
 				}
+				if tt.e.Header == nil && got.Header != nil {
+					t.Errorf("got header %q, want nil", got.Header)
+				}
 			})
+		}
+	})
+
+	t.Run("Set copies the header", func(t *testing.T) {
+		// As for the body: the caller may reuse its buffer after Set.
+		f := newFixture(t)
+		in := Entry{Status: 200, Header: Header(nil).Add("Etag", "abc"), Body: []byte("{}")}
+		mustSet(t, f.store, k, in, f.ttl, 0)
+		in.Header[len(in.Header)-1] = 'X'
+		if v, _ := mustHit(t, f.store, k, 0).Header.Get("Etag"); string(v) != "abc" {
+			t.Errorf("got Etag %q, want %q: the store kept the caller's buffer", v, "abc")
+		}
+	})
+
+	t.Run("Add to a hit's header leaves the stored one alone", func(t *testing.T) {
+		// Stores that share what Get returns must not let an append
+		// (Header.Add) write into memory the next hit sees.
+		f := newFixture(t)
+		mustSet(t, f.store, k, Entry{Status: 200, Header: Header(nil).Add("Etag", "abc")}, f.ttl, 0)
+		a := mustHit(t, f.store, k, 0).Header.Add("Age", "1")
+		b := mustHit(t, f.store, k, 0).Header.Add("Age", "2")
+		if got := fields(a); len(got) != 2 || got[1] != "Age: 1" {
+			t.Errorf("got fields %q after the first Add, want Etag and Age: 1", got)
+		}
+		if got := fields(b); len(got) != 2 || got[1] != "Age: 2" {
+			t.Errorf("got fields %q after the second Add, want Etag and Age: 2", got)
+		}
+		if got := fields(mustHit(t, f.store, k, 0).Header); len(got) != 1 {
+			t.Errorf("got stored fields %q, want only Etag", got)
+		}
+	})
+
+	t.Run("header past its limits is refused", func(t *testing.T) {
+		f := newFixture(t)
+		for _, h := range []Header{manyFields(maxHeaderFields + 1), bigHeader(t, maxHeaderBytes+1), {1, 'a'}} {
+			err := f.store.Set(ctx, k, Entry{Status: 200, Header: h}, f.ttl, 0)
+			if err == nil || errors.Is(err, ErrGenerationChanged) {
+				t.Errorf("Set with a header of %d bytes: got %v, want an error", len(h), err)
+			}
+			mustMiss(t, f.store, k, 0)
 		}
 	})
 
@@ -220,6 +267,8 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 			{"text", []byte("not an entry")},
 			{"future version", append([]byte{entryVersion + 1}, user.AppendBinary(nil, 0)[1:]...)},
 			{"truncated", user.AppendBinary(nil, 0)[:4]},
+			{"malformed header block", withHeaderBlock(4, []byte{1, 'E', 4, 'a'}, "[]")},
+			{"header of 65 fields", withHeaderBlock(0, manyFields(maxHeaderFields+1), "[]")},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -229,6 +278,18 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 				mustSet(t, f.store, k, user, f.ttl, 0)
 				mustHit(t, f.store, k, 0)
 			})
+		}
+	})
+
+	t.Run("entry of the previous release (version 2) is a hit", func(t *testing.T) {
+		f := newFixture(t)
+		if f.putRaw == nil {
+			t.Skip("store keeps decoded entries")
+		}
+		f.putRaw(t, k, appendV2(user, 0))
+		got := mustHit(t, f.store, k, 0)
+		if d := diffEntry(got, user); d != "" || got.Header != nil {
+			t.Errorf("%s: got %+v, want %+v without a header", d, got, user)
 		}
 	})
 

@@ -149,7 +149,7 @@ func NewTiered(l2 *Redis, opts L1Options) (*Tiered, error) {
 	t.l1, err = otter.New(&otter.Options[Key, *l1Item]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher: func(k Key, it *l1Item) uint32 {
-			return uint32(min(len(it.e.Body)+len(it.e.ContentType)+len(k.ID)+len(k.Scope)+itemOverhead, 1<<31))
+			return uint32(min(len(it.e.Body)+len(it.e.Header)+len(it.e.ContentType)+len(k.ID)+len(k.Scope)+itemOverhead, 1<<31))
 		},
 		// Frees an item's memory at its expiry; GetLocal checks the
 		// expiry itself, to the nanosecond.
@@ -180,9 +180,9 @@ const (
 )
 
 // GetLocal answers from the in-process tier only, without I/O, and only
-// under a lease (see Tiered). The returned Body is shared with the tier:
-// callers must not modify it. A miss here is not counted as a tier miss;
-// Get counts it if it goes to Redis.
+// under a lease (see Tiered). The returned Body and Header are shared with
+// the tier: callers must not modify them. A miss here is not counted as a
+// tier miss; Get counts it if it goes to Redis.
 func (t *Tiered) GetLocal(k Key) (e Entry, gen uint64, ok bool) {
 	it, res := t.local(k)
 	if res != hit {
@@ -221,8 +221,8 @@ func (t *Tiered) alive(id string, seq uint64) bool {
 }
 
 // Get answers from the tier, or from Redis (and keeps a fresh answer in the
-// tier). The returned Body is shared with the tier: callers must not modify
-// it.
+// tier). The returned Body and Header are shared with the tier: callers must
+// not modify them.
 func (t *Tiered) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, err error) {
 	it, res := t.local(k)
 	if res == hit {
@@ -242,7 +242,9 @@ func (t *Tiered) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, 
 	return e, gen, ok, err
 }
 
-// Set stores in Redis (see Redis.Set) and, once stored, in the tier.
+// Set stores in Redis (see Redis.Set) and, once stored, in the tier. The
+// tier keeps e.Body and e.Header as given, without a copy, and shares them
+// with every later hit: the caller must not modify them after Set.
 func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen uint64) error {
 	start := t.now()
 	seq := t.seq.Load()
@@ -250,6 +252,10 @@ func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration, gen
 		return err
 	}
 	if ttl > 0 {
+		// Capacities cut: a hit's Header.Add must not write into spare
+		// room of the caller's arrays, which every hit shares.
+		e.Body = e.Body[:len(e.Body):len(e.Body)]
+		e.Header = e.Header[:len(e.Header):len(e.Header)]
 		t.insert(k, e, gen, seq, start, min(ttl, maxItemLife))
 	}
 	return nil

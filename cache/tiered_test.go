@@ -365,3 +365,57 @@ func TestTieredKeepsRecordsWhileItemsMayLive(t *testing.T) {
 		t.Error("inserted the result of a read slower than recordSlack")
 	}
 }
+
+// TestTieredKeepsHeader: the header survives both ways into the tier (a
+// Set, and a read from Redis), is shared with hits without letting a hit's
+// Add reach the next one, and counts against the tier's size.
+func TestTieredKeepsHeader(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := newTClock()
+	a := replica(t, srv.Addr(), clock, time.Hour)
+	b := replica(t, srv.Addr(), clock, time.Hour)
+	k := Key{"1", "s"}
+	ctx := context.Background()
+	want := Entry{Status: 200, ContentType: "application/json", Header: sampleHeader(), Body: []byte("[]"),
+		Expires: clock.Now().Add(time.Hour)}
+
+	// Spare capacity, as a caller's buffer may have: a hit's Add must not
+	// write into it.
+	in := want
+	in.Header = append(make(Header, 0, len(want.Header)+64), want.Header...)
+	if err := a.Set(ctx, k, in, time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, _, ok := a.GetLocal(k) // put there by Set
+	if !ok {
+		t.Fatal("GetLocal after Set: got a miss, want a hit")
+	}
+	if d := diffEntry(got, want); d != "" {
+		t.Errorf("after Set, %s: got %+v, want %+v", d, got, want)
+	}
+	one := got.Header.Add("Age", "1")
+	again, _, _ := a.GetLocal(k)
+	two := again.Header.Add("Age", "2")
+	if v, _ := one.Get("Age"); string(v) != "1" {
+		t.Errorf("got Age %q in the first hit's header, want 1: the second hit's Add wrote over it", v)
+	}
+	if v, _ := two.Get("Age"); string(v) != "2" || len(fields(again.Header)) != len(fields(want.Header)) {
+		t.Errorf("got Age %q and stored fields %q, want 2 and the stored header unchanged", v, fields(again.Header))
+	}
+
+	if _, _, ok, err := b.Get(ctx, k); err != nil || !ok { // read from Redis into b's tier
+		t.Fatalf("Get on the other replica: got ok=%v err=%v, want a hit", ok, err)
+	}
+	got, _, ok = b.GetLocal(k)
+	if !ok {
+		t.Fatal("GetLocal after a read from Redis: got a miss, want a hit")
+	}
+	if d := diffEntry(got, want); d != "" {
+		t.Errorf("after a read from Redis, %s: got %+v, want %+v", d, got, want)
+	}
+
+	// The tier's weight counts the header (otter may apply it a little
+	// later than the Set).
+	wantBytes := uint64(len(want.Body) + len(want.Header) + len(want.ContentType) + len(k.ID) + len(k.Scope) + itemOverhead)
+	testkit.WaitFor(t, 10*time.Second, "the tier to weigh the header", func() bool { return a.Stats().Bytes == wantBytes })
+}
