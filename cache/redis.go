@@ -40,6 +40,22 @@ type RedisOptions struct {
 	// Each pipeline is one call of the breaker. False sends each read on
 	// its own.
 	AutoPipeline bool
+
+	// OnCorrupt, if non-nil, is called once for each entry read that cannot
+	// be decrypted or decoded, which is then treated as a miss (and
+	// overwritten by the next fill). err wraps ErrCorrupt and names the
+	// user id, never the entry's contents or the scope. It is called on the
+	// reading goroutine, so it must be quick and safe for concurrent use.
+	// Nil: not reported.
+	//
+	// It counts an entry of an unknown version, including a newer one: in a
+	// bad rollout (or a rollback across a format change) that is what an
+	// operator must see. It counts a value this store cannot open: written
+	// in the clear for a store with a Sealer or sealed for one without, or
+	// sealed with a key the Sealer does not hold. It does not count an entry
+	// written under an older generation, which Invalidate has dropped: that
+	// is the normal invalidation fence, not damage.
+	OnCorrupt func(err error)
 }
 
 const (
@@ -68,7 +84,8 @@ type Redis struct {
 	set        *redis.Script // setScript
 	invalidate *redis.Script // invalidateScript
 	breaker    *gobreaker.CircuitBreaker[struct{}]
-	sealer     *Sealer // nil: entries in the clear
+	sealer     *Sealer         // nil: entries in the clear
+	onCorrupt  func(err error) // nil: not reported
 }
 
 // NewRedis returns a store that uses client, which the caller owns and closes.
@@ -89,6 +106,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		invalidate: redis.NewScript(invalidateScript),
 		breaker:    newStoreBreaker(opts.Breaker),
 		sealer:     opts.Sealer,
+		onCorrupt:  opts.OnCorrupt,
 	}
 	if opts.AutoPipeline {
 		r.batch = newReadBatcher(client, r.guard)
@@ -146,8 +164,9 @@ return gen
 `
 
 // Get returns k's entry. ok is false on a miss, including an entry that does
-// not decode (it is treated as a miss and left to be overwritten) and an entry
-// written under an older generation. gen is the user's current generation; pass
+// not decrypt or decode (it is treated as a miss, reported to
+// RedisOptions.OnCorrupt, and left to be overwritten) and an entry written
+// under an older generation. gen is the user's current generation; pass
 // it to Set. It makes one round trip (MGET of the generation and entry keys).
 //
 // The returned Body and Header are the caller's: nothing else refers to them.
@@ -190,16 +209,29 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 	b := []byte(raw)
 	if r.sealer != nil {
 		if b, err = r.sealer.open(b, r.entryKey(k)); err != nil {
-			return Entry{}, gen, false, nil // as undecodable: a miss
+			r.corrupt(k, err) // as undecodable: a miss
+			return Entry{}, gen, false, nil
 		}
 	}
 	e, entryGen, err := DecodeEntry(b)
-	if err != nil || entryGen != gen {
-		// Undecodable (e.g. written by a newer release) or written before an
-		// Invalidate: a miss; the next Set overwrites it.
+	if err != nil {
+		// Undecodable (e.g. written by a newer release): a miss; the next
+		// Set overwrites it.
+		r.corrupt(k, err)
+		return Entry{}, gen, false, nil
+	}
+	if entryGen != gen {
+		// Written before an Invalidate: a miss, and no damage.
 		return Entry{}, gen, false, nil
 	}
 	return e, gen, true, nil
+}
+
+// corrupt reports an entry of k that cannot be read to OnCorrupt.
+func (r *Redis) corrupt(k Key, err error) {
+	if r.onCorrupt != nil {
+		r.onCorrupt(fmt.Errorf("reading cache entry of user %s: %w", k.ID, err))
+	}
 }
 
 // parseGen reads a generation value from MGET: nil (missing) is 0.
