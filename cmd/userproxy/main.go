@@ -116,7 +116,11 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		}
 		defer client.Close()
 		cacheGauge := m.BreakerState.WithLabelValues("cache")
-		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, AutoPipeline: cfg.RedisAutoPipe, Breaker: cache.BreakerOptions{
+		onCorrupt := func(err error) { // the error names the user id, never the entry or scope
+			m.CacheErrors.WithLabelValues(metrics.OpDecode).Inc()
+			log.Warn("cache entry cannot be decrypted or decoded; treated as a miss", "err", err)
+		}
+		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, AutoPipeline: cfg.RedisAutoPipe, OnCorrupt: onCorrupt, Breaker: cache.BreakerOptions{
 			OnStateChange: func(from, to gobreaker.State) {
 				cacheGauge.Set(breakerValue(to))
 				log.Warn("cache circuit breaker changed state; failing open to the upstream while not closed",
