@@ -89,12 +89,12 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
-// maxHeader is a header of exactly maxHeaderFields fields, maxHeaderBytes
+// maxHeader is a header of exactly MaxHeaderFields fields, MaxHeaderBytes
 // bytes in all.
 func maxHeader() Header {
-	h := manyFields(maxHeaderFields - 1)
+	h := manyFields(MaxHeaderFields - 1)
 	// 1 byte of name length, the name, 2 bytes of value length, the value
-	fill := maxHeaderBytes - len(h) - 1 - len("X-Last") - 2
+	fill := MaxHeaderBytes - len(h) - 1 - len("X-Last") - 2
 	return h.Add("X-Last", strings.Repeat("v", fill))
 }
 
@@ -239,8 +239,8 @@ func TestDecodeEntryRejectsBadInput(t *testing.T) {
 		{"header field with huge length", withHeaderBlock(10, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "[]")},
 		{"header field with overlong length", withHeaderBlock(11, bytes.Repeat([]byte{0x80}, 11), "[]")},
 		{"header with a stray byte", withHeaderBlock(0, append(Header(nil).Add("Etag", "x"), 0), "[]")},
-		{"header of 65 fields", withHeaderBlock(0, manyFields(maxHeaderFields+1), "[]")},
-		{"header of 16 KiB and a byte", withHeaderBlock(0, bigHeader(t, maxHeaderBytes+1), "[]")},
+		{"header of 65 fields", withHeaderBlock(0, manyFields(MaxHeaderFields+1), "[]")},
+		{"header of 16 KiB and a byte", withHeaderBlock(0, bigHeader(t, MaxHeaderBytes+1), "[]")},
 	}
 	// Every cut before the body starts is truncated (the header block too).
 	bodyStart := len(valid) - len("{}")
@@ -348,7 +348,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add([]byte{entryVersion, 0, 0xc8, 0x01, 0, 0, 0, 0, 0})
 	f.Add([]byte{entryVersionV2, 0, 0xc8, 0x01, 0, 0, 0, 0})
 	f.Add(withHeaderBlock(4, []byte{1, 'E', 4, 'a'}, "[]"))
-	f.Add(withHeaderBlock(0, manyFields(maxHeaderFields+1), "[]"))
+	f.Add(withHeaderBlock(0, manyFields(MaxHeaderFields+1), "[]"))
 	f.Add([]byte(`[{"id":"1"}]`))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -381,7 +381,7 @@ func FuzzDecodeEntry(f *testing.F) {
 				first[string(name)] = string(value)
 			}
 		}
-		if n > maxHeaderFields || len(e.Header) > maxHeaderBytes {
+		if n > MaxHeaderFields || len(e.Header) > MaxHeaderBytes {
 			t.Fatalf("got a header of %d fields, %d bytes, past the limits", n, len(e.Header))
 		}
 		if size > len(e.Header) || (n == 0) != (len(e.Header) == 0) {

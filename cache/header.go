@@ -13,7 +13,7 @@ import (
 // A Header is kept in the encoding it is stored in, so that a hit replays it
 // without building a map, and DecodeEntry hands it out without copying.
 // Stores refuse an entry whose Header holds more than 64 fields or encodes to
-// more than 16 KiB (see maxHeaderFields and maxHeaderBytes).
+// more than 16 KiB (see MaxHeaderFields and MaxHeaderBytes).
 type Header []byte
 
 // Limits on a Header, which DecodeEntry enforces so that garbage cannot pass
@@ -22,8 +22,8 @@ type Header []byte
 // end-to-end fields of well under a kilobyte in all; the limits are far
 // above that and still bound what one entry can make a hit replay.
 const (
-	maxHeaderFields = 64
-	maxHeaderBytes  = 16 << 10
+	MaxHeaderFields = 64
+	MaxHeaderBytes  = 16 << 10
 )
 
 // Add returns h with the field name: value appended.
@@ -99,17 +99,17 @@ func cutBytes(b []byte) (field, rest []byte, ok bool) {
 }
 
 // check reports whether h is a well-formed header within the limits: every
-// field complete, nothing left over, at most maxHeaderFields fields and
-// maxHeaderBytes bytes. The error does not wrap ErrCorrupt: callers say
+// field complete, nothing left over, at most MaxHeaderFields fields and
+// MaxHeaderBytes bytes. The error does not wrap ErrCorrupt: callers say
 // whether a bad header is a corrupt entry or a refused one.
 func (h Header) check() error {
-	if len(h) > maxHeaderBytes {
-		return fmt.Errorf("header of %d bytes, more than %d", len(h), maxHeaderBytes)
+	if len(h) > MaxHeaderBytes {
+		return fmt.Errorf("header of %d bytes, more than %d", len(h), MaxHeaderBytes)
 	}
 	fields := 0
 	for rest := h; len(rest) > 0; fields++ {
-		if fields == maxHeaderFields {
-			return fmt.Errorf("header of more than %d fields", maxHeaderFields)
+		if fields == MaxHeaderFields {
+			return fmt.Errorf("header of more than %d fields", MaxHeaderFields)
 		}
 		var ok bool
 		if _, _, rest, ok = rest.cut(); !ok {

@@ -112,7 +112,7 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 
 	t.Run("header past its limits is refused", func(t *testing.T) {
 		f := newFixture(t)
-		for _, h := range []Header{manyFields(maxHeaderFields + 1), bigHeader(t, maxHeaderBytes+1), {1, 'a'}} {
+		for _, h := range []Header{manyFields(MaxHeaderFields + 1), bigHeader(t, MaxHeaderBytes+1), {1, 'a'}} {
 			err := f.store.Set(ctx, k, Entry{Status: 200, Header: h}, f.ttl, 0)
 			if err == nil || errors.Is(err, ErrGenerationChanged) {
 				t.Errorf("Set with a header of %d bytes: got %v, want an error", len(h), err)
@@ -268,7 +268,7 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 			{"future version", append([]byte{entryVersion + 1}, user.AppendBinary(nil, 0)[1:]...)},
 			{"truncated", user.AppendBinary(nil, 0)[:4]},
 			{"malformed header block", withHeaderBlock(4, []byte{1, 'E', 4, 'a'}, "[]")},
-			{"header of 65 fields", withHeaderBlock(0, manyFields(maxHeaderFields+1), "[]")},
+			{"header of 65 fields", withHeaderBlock(0, manyFields(MaxHeaderFields+1), "[]")},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -41,7 +42,7 @@ type Admin struct {
 
 // NewAdmin returns an Admin for opts.
 func NewAdmin(opts AdminOptions) *Admin {
-	a := &Admin{ping: opts.Ping, pingTO: orDefault(opts.PingTimeout, 250*time.Millisecond), breaker: opts.Breaker}
+	a := &Admin{ping: opts.Ping, pingTO: cmp.Or(opts.PingTimeout, 250*time.Millisecond), breaker: opts.Breaker}
 	a.mux = http.NewServeMux()
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -15,6 +15,7 @@ import (
 	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 )
 
@@ -40,9 +41,14 @@ func (staticUpstream) RetryAfter() time.Duration { return 0 }
 
 var benchBody = []byte(`[{"id":"1","username":"olivia.rossi1","email":"olivia.rossi@acme.example","registration_password":"rp19a7e0012e5c","is_active":"1","is_clockedin":"1","sip_uri":"sip:10001@acme.sip.example","auto_dial":"1","is_deleted":"0","use_extended_ip_acl":"0","user_route_caller_id":"+15550109641","timezone_id":"35","use_webrtc":"1","first_name":"Olivia","last_name":"Rossi","virtual_extension":"10001","default_language":"fr","max_session_time":"14400","max_concurrent_sessions":"3","twofa_type":"none","member_all_desks":"0","desks":[{"id":"9","name":"Support"}],"roles":{"1":"Administrator"},"groups":[{"id":"12","name":"Evening shift"}]}]`)
 
-func benchHandler(b testing.TB, store proxy.Store) *proxy.Handler {
+func benchHandler(b testing.TB, store readthrough.Store) *proxy.Handler {
 	b.Helper()
-	h, err := proxy.New(proxy.Options{Store: store, Upstream: staticUpstream{benchBody}, KeySecret: []byte("bench-secret-0123456789")})
+	eng, err := readthrough.New(readthrough.Options{Store: store, Upstream: staticUpstream{benchBody}, KeySecret: []byte("bench-secret-0123456789")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eng.Close)
+	h, err := proxy.New(proxy.Options{Engine: eng})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,8 +1,8 @@
-// Package proxy holds userproxy's HTTP handlers: routing, id validation,
-// credential scopes, the read-through flow with per-key coalescing, the
-// Cache-Status header, write invalidation and pass-through.
-//
-// It declares the small interfaces it needs of a cache (Store) and of an
-// upstream (Upstream); package cache and package upstream satisfy them, and
-// neither imports this package.
+// Package proxy is userproxy's HTTP face: the fasthttp front the binary
+// listens with (Front) and the net/http Handler, each of which turns a
+// GET|HEAD /api/users/{id} into a readthrough.Request, asks the engine, and
+// renders its Outcome once. Around that it holds what both fronts share:
+// id validation, the request id and trace context, the access log, writes
+// that invalidate, pass-through of everything else, and the admin and
+// purge endpoints. It decides nothing about caching.
 package proxy

@@ -1,97 +1,34 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
-	"time"
-
-	"github.com/userproxy/userproxy/upstream"
 )
 
-// errInvalidJSON is a 200 whose body is not JSON: never stored, never served.
-var errInvalidJSON = errors.New("upstream answered 200 with a body that is not valid JSON")
-
-// upstreamStatusError is an upstream answer the proxy will not pass on as
-// data: a 5xx or a 429.
-type upstreamStatusError struct {
-	status     int
-	retryAfter string // the upstream's Retry-After, if any
-}
-
-func (e *upstreamStatusError) Error() string {
-	return "upstream answered " + strconv.Itoa(e.status)
-}
-
-// failure is how the proxy answers when it has no usable data: the one place
-// where an error becomes a status code.
-type failure struct {
-	status     int    // status the proxy answers with
-	fwdStatus  int    // upstream status for Cache-Status, 0 if none
-	detail     string // Cache-Status detail token
-	retryAfter string // Retry-After header value, "" for none
-	msg        string // client-facing message (never credentials)
-}
-
-// classify maps a fill error to the proxy's answer.
-func (h *Handler) classify(err error) failure {
-	var se *upstreamStatusError
-	switch {
-	case errors.As(err, &se):
-		if se.status == http.StatusTooManyRequests {
-			ra := se.retryAfter
-			if ra == "" {
-				ra = "1"
-			}
-			return failure{status: http.StatusTooManyRequests, fwdStatus: se.status, retryAfter: ra,
-				msg: "upstream is rate limiting requests; retry later"}
-		}
-		return failure{status: http.StatusBadGateway, fwdStatus: se.status,
-			msg: "upstream answered " + strconv.Itoa(se.status)}
-	case errors.Is(err, upstream.ErrBreakerOpen):
-		return failure{status: http.StatusServiceUnavailable, detail: "breaker-open",
-			retryAfter: retryAfterSeconds(h.upstream.RetryAfter()),
-			msg:        "upstream unavailable: circuit breaker open"}
-	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		// ErrTimeout also covers the transport's response-header timeout,
-		// which is a net.Error, not a context deadline.
-		return failure{status: http.StatusGatewayTimeout, detail: "timeout", msg: "upstream timed out"}
-	case errors.Is(err, upstream.ErrBodyTooLarge):
-		return failure{status: http.StatusBadGateway, fwdStatus: http.StatusOK, detail: "body-too-large",
-			msg: "upstream response body too large"}
-	case errors.Is(err, errInvalidJSON):
-		return failure{status: http.StatusBadGateway, fwdStatus: http.StatusOK, detail: "invalid-json",
-			msg: "upstream response is not valid JSON"}
-	default:
-		// Connection refused or reset: the upstream is not there, which
-		// is "unavailable", not a bad answer.
-		return failure{status: http.StatusServiceUnavailable, detail: "connection-error", retryAfter: "1",
-			msg: "upstream unreachable"}
-	}
-}
-
-// retryAfterSeconds renders d as a Retry-After value, rounded up to at least
-// one second.
-func retryAfterSeconds(d time.Duration) string {
-	s := int64((d + time.Second - 1) / time.Second)
-	if s < 1 {
-		s = 1
-	}
-	return strconv.FormatInt(s, 10)
-}
-
-// writeJSONError writes the proxy's own error body, {"error":"…","status":N}.
-func writeJSONError(w http.ResponseWriter, status int, msg string) {
+// jsonError is the proxy's own error body, {"error":"…","status":N}, with
+// its trailing newline.
+func jsonError(status int, msg string) []byte {
 	body, _ := json.Marshal(struct {
 		Error  string `json:"error"`
 		Status int    `json:"status"`
 	}{msg, status}) // cannot fail: a string and an int
+	return append(body, '\n')
+}
+
+// writeJSONError writes the proxy's own error answer.
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	body := jsonError(status, msg)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)+1))
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(body)
+}
+
+// writeJSON writes v as a JSON 200.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
-	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -31,7 +31,7 @@ func faultEnv(t *testing.T, budget time.Duration, batched bool) (*env, *redistes
 	store := cache.NewRedis(client, cache.RedisOptions{AutoPipeline: batched, Breaker: cache.BreakerOptions{OpenTimeout: 200 * time.Millisecond}})
 	e := newEnv(t, store, envOptions{
 		upstream: upstreamtest.Options{Latency: 20 * time.Millisecond},
-		proxy:    func(o *proxy.Options) { o.CacheTimeout = budget; o.Now = time.Now },
+		engine:   func(o *readthrough.Options) { o.CacheTimeout = budget; o.Now = time.Now },
 	})
 	return e, srv
 }

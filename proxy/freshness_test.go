@@ -11,16 +11,17 @@ import (
 
 	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
 // freshEnv is a proxy with the freshness features on, as the flags default
 // them: 60s fresh, 30s stale-while-revalidate, 1h stale-if-error.
-func freshEnv(t *testing.T, store proxy.Store, o envOptions) *env {
+func freshEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 	t.Helper()
-	next := o.proxy
-	o.proxy = func(p *proxy.Options) {
+	next := o.engine
+	o.engine = func(p *readthrough.Options) {
 		p.StaleWhileRevalidate = 30 * time.Second
 		p.StaleIfError = time.Hour
 		if next != nil {
@@ -260,7 +261,7 @@ func TestEarlyRefresh(t *testing.T) {
 	// far tail, and a strong beta: the first hit must refresh early.
 	e := newEnv(t, storeKinds[0].new(t), envOptions{
 		upstream: upstreamtest.Options{Latency: 20 * time.Millisecond},
-		proxy: func(o *proxy.Options) {
+		engine: func(o *readthrough.Options) {
 			o.Now = time.Now
 			o.TTL = 10 * time.Second // gap = 20ms·100·ln(1e6) ≈ 28s: past expiry
 			o.EarlyRefreshBeta = 100
@@ -285,7 +286,7 @@ func TestEarlyRefresh(t *testing.T) {
 
 func TestRedactFields(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {
-		e := newEnv(envOptions{proxy: func(o *proxy.Options) { o.RedactFields = []string{"registration_password"} }})
+		e := newEnv(envOptions{engine: func(o *readthrough.Options) { o.RedactFields = []string{"registration_password"} }})
 		if !strings.Contains(e.userBody(alice, "9"), `"registration_password"`) {
 			t.Fatal("the fake's body has no registration_password; the test would prove nothing")
 		}

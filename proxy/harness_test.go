@@ -20,6 +20,7 @@ import (
 	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -27,7 +28,7 @@ import (
 // storeKind builds a fresh, empty store for one test.
 type storeKind struct {
 	name string
-	new  func(t *testing.T) proxy.Store
+	new  func(t *testing.T) readthrough.Store
 }
 
 // storeKinds are the stores every behavioural test runs against: the
@@ -36,15 +37,15 @@ type storeKind struct {
 // (-redis-autopipeline, the binary's default); on miniredis they are not,
 // so both ways run the whole suite.
 var storeKinds = []storeKind{
-	{"memory", func(t *testing.T) proxy.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
-	{"miniredis", func(t *testing.T) proxy.Store {
+	{"memory", func(t *testing.T) readthrough.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
+	{"miniredis", func(t *testing.T) readthrough.Store {
 		mr := miniredis.RunT(t)
 		return redisStore(t, "redis://"+mr.Addr())
 	}},
-	{"redis-server", func(t *testing.T) proxy.Store {
+	{"redis-server", func(t *testing.T) readthrough.Store {
 		return batchedRedisStore(t, redistest.Start(t).URL())
 	}},
-	{"redis-server+l1", func(t *testing.T) proxy.Store {
+	{"redis-server+l1", func(t *testing.T) readthrough.Store {
 		return tieredStore(t, redistest.Start(t).URL())
 	}},
 }
@@ -128,12 +129,13 @@ type env struct {
 	t      *testing.T
 	up     *upstreamtest.Server
 	client *upstream.Client
+	eng    *readthrough.Engine
 	h      *proxy.Handler
 	srv    *testServer
 	m      *metrics.Metrics
 	reg    *prometheus.Registry
 	clock  *clock
-	store  proxy.Store
+	store  readthrough.Store
 }
 
 type envOptions struct {
@@ -141,13 +143,14 @@ type envOptions struct {
 	breaker  upstream.BreakerOptions
 	inject   *upstream.Credentials
 	timeout  time.Duration
+	engine   func(*readthrough.Options)
 	proxy    func(*proxy.Options)
 	// wrapUpstream, if set, puts a handler of the test's in front of the
 	// fake upstream (to hold or alter its answers).
 	wrapUpstream func(http.Handler) http.Handler
 }
 
-func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
+func newEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, up: upstreamtest.NewServer(t, o.upstream), reg: prometheus.NewRegistry(), clock: clockFor(t), store: store}
 	e.m = metrics.New(e.reg)
@@ -173,10 +176,21 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	base, _ := url.Parse(upURL)
-	opts := proxy.Options{
+	engOpts := readthrough.Options{
 		Store: store, Upstream: e.client, KeySecret: []byte("test-secret-0123456789"),
-		Inject: o.inject, Metrics: e.m, Now: e.clock.Now, PassthroughURL: base,
+		Inject: o.inject, Metrics: e.m, Now: e.clock.Now,
 		CacheTimeout: time.Second, FillTimeout: timeout + 2*time.Second,
+	}
+	if o.engine != nil {
+		o.engine(&engOpts)
+	}
+	e.eng, err = readthrough.New(engOpts)
+	if err != nil {
+		t.Fatalf("readthrough.New: %v", err)
+	}
+	opts := proxy.Options{
+		Engine: e.eng, Metrics: e.m, Now: e.clock.Now,
+		PassthroughURL: base, PassthroughTransport: e.client.Transport(),
 	}
 	if o.proxy != nil {
 		o.proxy(&opts)
@@ -186,7 +200,8 @@ func newEnv(t *testing.T, store proxy.Store, o envOptions) *env {
 		t.Fatalf("proxy.New: %v", err)
 	}
 	e.srv = newTestServer(t, e.h)
-	t.Cleanup(e.h.Close) // runs after the server has closed
+	t.Cleanup(e.eng.Close) // these run after the server has closed
+	t.Cleanup(e.h.Close)
 	t.Cleanup(e.srv.Close)
 	return e
 }

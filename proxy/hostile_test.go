@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/cache"
-	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 )
 
-// countingStore is a proxy.Store that counts every call before passing it
+// countingStore is a readthrough.Store that counts every call before passing it
 // on, so a test can prove a request never reached the cache.
 type countingStore struct {
-	next                    proxy.Store
+	next                    readthrough.Store
 	gets, sets, invalidates atomic.Int64
 	upstream                *upstreamCounter // set by hostileEnv
 }

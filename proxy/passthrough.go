@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 )
 
@@ -16,12 +17,12 @@ import (
 type passKey struct{}
 
 // newPassthrough builds the reverse proxy for uncached traffic. Requests keep
-// their path and query; in inject mode the configured credentials replace the
-// caller's.
+// their path and query; rt (the upstream client's transport) puts the
+// configured credentials in place of the caller's in inject mode.
 func (h *Handler) newPassthrough(target *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = h.fillTO
+		t.ResponseHeaderTimeout = h.eng.FillTimeout()
 		rt = t
 	}
 	return &httputil.ReverseProxy{
@@ -32,9 +33,6 @@ func (h *Handler) newPassthrough(target *url.URL, rt http.RoundTripper) *httputi
 			// from the client is not passed on.
 			if f := upstream.ForwardFrom(pr.In.Context()); f != nil {
 				f.Apply(pr.Out.Header)
-			}
-			if h.inject != nil {
-				pr.Out.SetBasicAuth(h.inject.Username, h.inject.Password)
 			}
 		},
 		Transport:      rt,
@@ -50,12 +48,14 @@ func (h *Handler) newPassthrough(target *url.URL, rt http.RoundTripper) *httputi
 // it succeeds, drops every scope's cached copy of that user.
 func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID string) {
 	start := h.now()
-	id, ok := h.checkID(w, rawID)
+	id, ok := h.checkID(rawID)
 	if !ok {
+		w.Header()["Cache-Status"] = statusInvalidID
+		writeJSONError(w, http.StatusBadRequest, msgInvalidID)
 		h.observe(metrics.CacheBypass, http.StatusBadRequest, start)
 		return
 	}
-	w.Header().Set("Cache-Status", statusMethod)
+	w.Header()["Cache-Status"] = statusMethod
 	h.pass(w, r.WithContext(context.WithValue(r.Context(), passKey{}, id)), start)
 }
 
@@ -63,15 +63,15 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID strin
 func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	if !safePath(r.URL.EscapedPath()) {
-		w.Header().Set("Cache-Status", "userproxy; detail=invalid-path")
+		w.Header()["Cache-Status"] = statusBadPath
 		writeJSONError(w, http.StatusBadRequest, "invalid path: encoded slashes, NUL and dot segments are not accepted")
 		h.observe(metrics.CacheError, http.StatusBadRequest, start)
 		return
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		w.Header().Set("Cache-Status", statusBypass)
+		w.Header()["Cache-Status"] = statusBypass
 	} else {
-		w.Header().Set("Cache-Status", statusMethod)
+		w.Header()["Cache-Status"] = statusMethod
 	}
 	h.pass(w, r, start)
 }
@@ -95,7 +95,7 @@ func (h *Handler) invalidateOnWrite(resp *http.Response) error {
 	}
 	// The write has happened upstream whether or not this client stays to
 	// read the answer, so the invalidation must not be cancelled with it.
-	h.invalidate(context.WithoutCancel(resp.Request.Context()), id, "write")
+	h.eng.Invalidate(context.WithoutCancel(resp.Request.Context()), id, readthrough.CauseWrite)
 	return nil
 }
 

@@ -4,19 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 )
-
-// AllInvalidator is a store that can drop every entry at once. The cache
-// package's stores implement it.
-type AllInvalidator interface {
-	InvalidateAll(ctx context.Context) error
-}
 
 // purgeTimeout bounds one purge's cache operations. A purge of everything
 // walks the whole keyspace, far longer than the per-request cache budget.
@@ -55,13 +49,22 @@ func (h *Handler) Purge(token string) http.Handler {
 		path := strings.TrimSuffix(r.URL.EscapedPath(), "/")
 		switch {
 		case path == "/admin/cache":
-			h.purgeAll(ctx, w)
+			switch err := h.eng.InvalidateAll(ctx); {
+			case errors.Is(err, readthrough.ErrNotSupported):
+				writeJSONError(w, http.StatusNotImplemented, "this cache store cannot drop everything")
+			case err != nil:
+				writeJSONError(w, http.StatusServiceUnavailable, "cache purge failed: cache unavailable")
+			default:
+				writeJSON(w, map[string]string{"purged": "all"})
+			}
 		case strings.HasPrefix(path, "/admin/cache/users/"):
-			id, ok := h.checkID(w, strings.TrimPrefix(path, "/admin/cache/users/"))
+			id, ok := h.checkID(strings.TrimPrefix(path, "/admin/cache/users/"))
 			if !ok {
+				w.Header()["Cache-Status"] = statusInvalidID
+				writeJSONError(w, http.StatusBadRequest, msgInvalidID)
 				return
 			}
-			if err := h.invalidate(ctx, id, "admin"); err != nil {
+			if err := h.eng.Invalidate(ctx, id, readthrough.CauseAdmin); err != nil {
 				writeJSONError(w, http.StatusServiceUnavailable, "cache purge failed: cache unavailable; it will be retried when the cache answers")
 				return
 			}
@@ -70,43 +73,4 @@ func (h *Handler) Purge(token string) http.Handler {
 			writeJSONError(w, http.StatusNotFound, "not found: DELETE /admin/cache/users/{id} or DELETE /admin/cache")
 		}
 	})
-}
-
-// purgeAll drops everything, twice: the second pass, once every fill that
-// was in flight during the first has finished (fills are bounded by
-// FillTimeout), catches what those fills stored for users the first pass
-// could not fence (see cache.Redis.InvalidateAll).
-func (h *Handler) purgeAll(ctx context.Context, w http.ResponseWriter) {
-	all, ok := h.store.(AllInvalidator)
-	if !ok {
-		writeJSONError(w, http.StatusNotImplemented, "this cache store cannot drop everything")
-		return
-	}
-	if err := all.InvalidateAll(ctx); err != nil {
-		h.purgeFailed(w, err)
-		return
-	}
-	select {
-	case <-time.After(h.fillTO):
-	case <-ctx.Done():
-		h.purgeFailed(w, ctx.Err())
-		return
-	}
-	if err := all.InvalidateAll(ctx); err != nil {
-		h.purgeFailed(w, err)
-		return
-	}
-	h.m.Invalidations.WithLabelValues("admin_all").Inc()
-	writeJSON(w, map[string]string{"purged": "all"})
-}
-
-func (h *Handler) purgeFailed(w http.ResponseWriter, err error) {
-	h.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
-	h.log.Error("cache purge failed", "err", err)
-	writeJSONError(w, http.StatusServiceUnavailable, "cache purge failed: cache unavailable")
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 )
 
 const adminToken = "admin-token-0123456789"
@@ -92,7 +93,7 @@ func TestPurgeUserDropsEveryScope(t *testing.T) {
 
 func TestPurgeAll(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {
-		e := newEnv(envOptions{proxy: func(o *proxy.Options) { o.FillTimeout = 50 * time.Millisecond }})
+		e := newEnv(envOptions{engine: func(o *readthrough.Options) { o.FillTimeout = 50 * time.Millisecond }})
 		srv := adminServer(t, e, adminToken)
 		for i := 1; i <= 10; i++ {
 			e.get(itoa(i), alice)

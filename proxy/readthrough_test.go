@@ -9,13 +9,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
 // forEachStore runs f once per store kind, each with a fresh store. build
 // makes the env; newEnvFn unless a test needs other defaults.
-func forEachStore(t *testing.T, f func(t *testing.T, e func(envOptions) *env), build ...func(*testing.T, proxy.Store, envOptions) *env) {
+func forEachStore(t *testing.T, f func(t *testing.T, e func(envOptions) *env), build ...func(*testing.T, readthrough.Store, envOptions) *env) {
 	mk := newEnvFn
 	if len(build) > 0 {
 		mk = build[0]

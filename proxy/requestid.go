@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"net/http"
+	"strings"
+	"unsafe"
 
 	"github.com/userproxy/userproxy/upstream"
 )
@@ -42,44 +44,61 @@ func WithRequestID(next http.Handler) http.Handler {
 		panic("proxy: WithRequestID: nil handler")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fwd := &upstream.Forward{}
-		idValue := r.Header[RequestIDHeader]
-		if len(idValue) == 1 && visibleASCII(idValue[0], maxRequestIDLen) {
-			fwd.RequestID = idValue[0]
-		} else {
-			fwd.RequestID = newRequestID()
-			idValue = []string{fwd.RequestID}
+		in := received{
+			ids:          r.Header[RequestIDHeader],
+			traceparents: r.Header["Traceparent"],
+			tracestates:  r.Header["Tracestate"],
 		}
-		if tp := r.Header["Traceparent"]; len(tp) == 1 && visibleASCII(tp[0], maxTraceparent) {
-			fwd.Traceparent = tp[0]
-			if ts := r.Header["Tracestate"]; len(ts) > 0 {
-				if joined := joinList(ts); printableASCII(joined, maxTracestateLen) {
-					fwd.Tracestate = joined
-				}
+		var gen [requestIDLen]byte
+		fwd := in.forward(&gen)
+		fwd.RequestID = strings.Clone(fwd.RequestID) // it may be gen, on this stack
+		w.Header()[RequestIDHeader] = []string{fwd.RequestID}
+		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), &fwd)))
+	})
+}
+
+// received is what a request carried of the fields that make its request
+// id and trace context. Both fronts fill it in; the values may alias a
+// request's buffers.
+type received struct {
+	ids          []string // X-Request-Id values
+	traceparents []string
+	tracestates  []string
+}
+
+// forward returns the request's id and trace context: the client's
+// X-Request-Id if it is the only one and 1 to 128 visible ASCII
+// characters, else a fresh id written into gen; the W3C trace context only
+// if well formed and not oversized. The strings alias the received values
+// or gen.
+func (in *received) forward(gen *[requestIDLen]byte) upstream.Forward {
+	var fwd upstream.Forward
+	if len(in.ids) == 1 && visibleASCII(in.ids[0], maxRequestIDLen) {
+		fwd.RequestID = in.ids[0]
+	} else {
+		putRequestID(gen)
+		fwd.RequestID = unsafeString(gen[:])
+	}
+	if len(in.traceparents) == 1 && visibleASCII(in.traceparents[0], maxTraceparent) {
+		fwd.Traceparent = in.traceparents[0]
+		if len(in.tracestates) > 0 {
+			if joined := joinList(in.tracestates); printableASCII(joined, maxTracestateLen) {
+				fwd.Tracestate = joined
 			}
 		}
-		w.Header()[RequestIDHeader] = idValue // read-only, like every header value
-		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), fwd)))
-	})
+	}
+	return fwd
 }
 
 // requestIDLen is the length of a generated request id.
 const requestIDLen = 26
 
-// newRequestID returns a fresh id: 26 base32 characters, 128 bits of
-// randomness (the form of crypto/rand.Text).
-func newRequestID() string {
-	var b [requestIDLen]byte
-	return string(b[:putRequestID(&b)])
-}
-
-// putRequestID writes a fresh id into b without allocating and returns its
-// length.
-func putRequestID(b *[requestIDLen]byte) int {
+// putRequestID writes a fresh id into b without allocating: 26 base32
+// characters, 128 bits of randomness (the form of crypto/rand.Text).
+func putRequestID(b *[requestIDLen]byte) {
 	var raw [16]byte
 	rand.Read(raw[:]) // never fails (crypto/rand: "Read ... never returns an error")
 	requestIDEncoding.Encode(b[:], raw[:])
-	return requestIDLen
 }
 
 var requestIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -139,3 +158,7 @@ func joinList(vs []string) string {
 	}
 	return string(b)
 }
+
+// unsafeString views b as a string without copying. The string is valid
+// only as long as b is unchanged; callers never keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

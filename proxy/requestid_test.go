@@ -10,6 +10,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -49,10 +50,15 @@ func newRequestIDProxy(t *testing.T) (*testServer, *headerRecorder) {
 	}
 	t.Cleanup(client.CloseIdleConnections)
 	base, _ := url.Parse(up.URL)
-	h, err := proxy.New(proxy.Options{
+	eng, err := readthrough.New(readthrough.Options{
 		Store: cache.NewMemory(cache.MemoryOptions{}), Upstream: client,
-		KeySecret: []byte("test-secret-0123456789"), PassthroughURL: base,
+		KeySecret: []byte("test-secret-0123456789"),
 	})
+	if err != nil {
+		t.Fatalf("readthrough.New: %v", err)
+	}
+	t.Cleanup(eng.Close)
+	h, err := proxy.New(proxy.Options{Engine: eng, PassthroughURL: base, PassthroughTransport: client.Transport()})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}

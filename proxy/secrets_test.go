@@ -18,6 +18,7 @@ import (
 	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -100,10 +101,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 		upstream: upstreamtest.Options{Credentials: []upstreamtest.Credential{secret, {Username: "other", Password: "other-password", Tenant: "globex"}}},
 		timeout:  200 * time.Millisecond,
 		breaker:  upstream.BreakerOptions{ConsecutiveFailures: 1000},
-		proxy: func(o *proxy.Options) {
+		engine: func(o *readthrough.Options) {
 			o.Logger = logger
 			o.CacheTimeout = 200 * time.Millisecond // Redis is killed mid-test
 		},
+		proxy: func(o *proxy.Options) { o.Logger = logger },
 	})
 	s := &secretsRun{t: t, e: e}
 	s.srv = httptest.NewServer(proxy.WithRequestID(proxy.AccessLog(e.h, proxy.AccessLogOptions{Logger: logger, SampleRate: 1})))

@@ -15,20 +15,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/userproxy/userproxy/cache"
-	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 )
 
 // pauseArmedGet is a store whose first read of id after arm returns only
 // when released, having read the store when it was called.
 type pauseArmedGet struct {
-	proxy.Store
+	readthrough.Store
 	id      string
 	armed   atomic.Bool
 	read    chan struct{} // closed once the paused read has been made
 	release chan struct{}
 }
 
-func newPauseArmedGet(next proxy.Store, id string) *pauseArmedGet {
+func newPauseArmedGet(next readthrough.Store, id string) *pauseArmedGet {
 	return &pauseArmedGet{Store: next, id: id, read: make(chan struct{}), release: make(chan struct{})}
 }
 

@@ -3,7 +3,6 @@ package upstream
 import (
 	"io"
 	"net/http"
-	"slices"
 )
 
 // Response is what the upstream answered: any HTTP status, 5xx and 429
@@ -11,10 +10,9 @@ import (
 type Response struct {
 	// Status is the HTTP status code.
 	Status int
-	// Header holds copies of only the headers the proxy may use:
-	// Content-Type, Retry-After, WWW-Authenticate, Cache-Control, ETag and
-	// Last-Modified (canonical keys). It is never nil. Hop-by-hop headers,
-	// cookies and anything else the upstream sets are dropped.
+	// Header holds a copy of every header field the upstream sent
+	// (canonical keys); it is never nil. Which of them the proxy stores and
+	// replays is its business (hop-by-hop fields and cookies never).
 	Header http.Header
 	// Body is the whole body, at most Options.MaxBodyBytes, byte for byte as
 	// received (JSON validity is the caller's business). Empty, not nil, for
@@ -22,26 +20,13 @@ type Response struct {
 	Body []byte
 }
 
-// keptHeaders are the response headers copied into Response.Header, in
-// canonical form so they index http.Header directly.
-var keptHeaders = [...]string{
-	"Content-Type",
-	"Retry-After",
-	"Www-Authenticate",
-	"Cache-Control",
-	"Etag",
-	"Last-Modified",
-}
-
-// copyHeaders returns a copy of the kept headers of h.
+// copyHeaders returns a deep copy of h, so the Response keeps nothing of
+// the transport's.
 func copyHeaders(h http.Header) http.Header {
-	out := make(http.Header, len(keptHeaders))
-	for _, k := range keptHeaders {
-		if v, ok := h[k]; ok {
-			out[k] = slices.Clone(v)
-		}
+	if h == nil {
+		return http.Header{}
 	}
-	return out
+	return h.Clone()
 }
 
 // drainLimit is how much of an unread body is discarded before closing it so

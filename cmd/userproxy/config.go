@@ -37,6 +37,7 @@ type Config struct {
 	HonorClientCC   bool
 	AdminToken      string
 	RedactFields    string
+	DropHeaders     string
 	EncryptionKey   string // path
 	PreviousKey     string // path
 	UpstreamTimeout time.Duration
@@ -97,6 +98,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Float64Var(&c.EarlyBeta, "early-refresh-beta", 1, "probabilistic early refresh (XFetch) strength; higher refreshes earlier (0 = off)")
 	fs.BoolVar(&c.HonorClientCC, "honor-client-cache-control", true, "honour clients' Cache-Control: no-cache (revalidate) and no-store (bypass)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin purge endpoints (empty = purge disabled)")
+	fs.StringVar(&c.DropHeaders, "drop-response-headers", "", "comma-separated upstream response header fields neither stored nor replayed, on top of hop-by-hop fields, Set-Cookie and the proxy's own (empty = replay every other end-to-end field)")
 	fs.StringVar(&c.RedactFields, "redact-fields", "", "comma-separated JSON member names removed from user bodies before storing and serving, e.g. registration_password (empty = bodies untouched)")
 	fs.StringVar(&c.EncryptionKey, "cache-encryption-key-file", "", "file with a 32-byte key (raw or base64): encrypt cached bodies in Redis with AES-256-GCM (empty = off)")
 	fs.StringVar(&c.PreviousKey, "cache-encryption-previous-key-file", "", "file with the previous key, still accepted for reading while keys rotate")
@@ -266,6 +268,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("-redact-fields: empty name in %q", c.RedactFields)
 		}
 	}
+	for _, f := range c.dropResponseHeaders() {
+		if !validFieldName(f) {
+			return fmt.Errorf("-drop-response-headers: %q is not a header field name", f)
+		}
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return fmt.Errorf("-admin-token: must be at least 16 bytes, got %d", len(c.AdminToken))
 	}
@@ -358,15 +365,37 @@ type nopWriter struct{}
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // redactFields splits -redact-fields; nil when empty.
-func (c *Config) redactFields() []string {
-	if strings.TrimSpace(c.RedactFields) == "" {
+func (c *Config) redactFields() []string { return splitList(c.RedactFields) }
+
+// dropResponseHeaders splits -drop-response-headers; nil when empty.
+func (c *Config) dropResponseHeaders() []string { return splitList(c.DropHeaders) }
+
+// splitList splits a comma-separated flag value into trimmed items; nil
+// when it is empty.
+func splitList(v string) []string {
+	if strings.TrimSpace(v) == "" {
 		return nil
 	}
-	fields := strings.Split(c.RedactFields, ",")
-	for i, f := range fields {
-		fields[i] = strings.TrimSpace(f)
+	items := strings.Split(v, ",")
+	for i, f := range items {
+		items[i] = strings.TrimSpace(f)
 	}
-	return fields
+	return items
+}
+
+// validFieldName reports whether name is an HTTP field name (RFC 9110
+// token).
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // sealer loads the cache encryption keys; nil when encryption is off.

@@ -29,6 +29,7 @@ import (
 	"github.com/userproxy/userproxy/internal/procs"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 )
 
@@ -107,7 +108,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		rand.Read(secret)
 	}
 
-	var store proxy.Store
+	var store readthrough.Store
 	var ping func(context.Context) error
 	if cfg.RedisURL != "" {
 		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize})
@@ -192,23 +193,34 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	if cfg.Passthrough {
 		passURL, _ = url.Parse(cfg.UpstreamURL) // validated
 	}
+	eng, err := readthrough.New(readthrough.Options{
+		Store:                store,
+		Upstream:             up,
+		KeySecret:            secret,
+		Inject:               inject,
+		TTL:                  cfg.CacheTTL,
+		NegativeTTL:          cfg.NegativeTTL,
+		StaleWhileRevalidate: cfg.SWR,
+		StaleIfError:         cfg.StaleTTL,
+		TTLJitter:            cfg.TTLJitter,
+		EarlyRefreshBeta:     cfg.EarlyBeta,
+		RedactFields:         cfg.redactFields(),
+		DropHeaders:          cfg.dropResponseHeaders(),
+		CacheTimeout:         cfg.RedisTimeout,
+		FillTimeout:          cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
+		Metrics:              m,
+		Logger:               log,
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close() // background refreshes; runs after the servers have drained
 	h, err := proxy.New(proxy.Options{
-		Store:                    store,
-		Upstream:                 up,
-		KeySecret:                secret,
-		Inject:                   inject,
-		TTL:                      cfg.CacheTTL,
-		NegativeTTL:              cfg.NegativeTTL,
-		StaleWhileRevalidate:     cfg.SWR,
-		StaleIfError:             cfg.StaleTTL,
-		TTLJitter:                cfg.TTLJitter,
-		EarlyRefreshBeta:         cfg.EarlyBeta,
-		IgnoreClientCacheControl: !cfg.HonorClientCC,
-		RedactFields:             cfg.redactFields(),
-		CacheTimeout:             cfg.RedisTimeout,
-		FillTimeout:              cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
+		Engine:                   eng,
 		ValidID:                  validID,
+		IgnoreClientCacheControl: !cfg.HonorClientCC,
 		PassthroughURL:           passURL,
+		PassthroughTransport:     up.Transport(),
 		Metrics:                  m,
 		Logger:                   log,
 	})
@@ -264,7 +276,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		log.Warn("in-flight requests did not finish within -shutdown-timeout", "err", err)
 		proxySrv.CloseAll()
 	}
-	h.Close() // background refreshes
+	h.Close() // pass-through connections
 	adminSrv.Shutdown(sctx)
 	up.CloseIdleConnections()
 	if errors.Is(serveErr, http.ErrServerClosed) {

@@ -1,4 +1,4 @@
-package proxy
+package readthrough
 
 import (
 	"math"
@@ -22,7 +22,7 @@ func uniform(n int) func() float64 {
 
 func TestJitterOnlyShortensAndSpreadsEvenly(t *testing.T) {
 	const n = 1000
-	h := &Handler{jitter: 0.1, rand: uniform(n)}
+	h := &Engine{jitter: 0.1, rand: uniform(n)}
 	ttl := 60 * time.Second
 	var buckets [10]int // over [54s, 60s]
 	for range n {
@@ -38,7 +38,7 @@ func TestJitterOnlyShortensAndSpreadsEvenly(t *testing.T) {
 			t.Errorf("bucket %d: got %d lifetimes, want %d (uniform spread)", i, c, n/10)
 		}
 	}
-	if got := (&Handler{}).jittered(ttl); got != ttl {
+	if got := (&Engine{}).jittered(ttl); got != ttl {
 		t.Errorf("jitter 0: got %s, want %s unchanged", got, ttl)
 	}
 }
@@ -55,7 +55,7 @@ func TestEarlyRefreshProbability(t *testing.T) {
 		{1, 0}, {1, 50 * time.Millisecond}, {1, 100 * time.Millisecond}, {1, 300 * time.Millisecond},
 		{1, time.Second}, {2, 100 * time.Millisecond}, {0.5, 100 * time.Millisecond},
 	} {
-		h := &Handler{beta: tc.beta, rand: uniform(n)}
+		h := &Engine{beta: tc.beta, rand: uniform(n)}
 		now := expires.Add(-tc.remaining)
 		count := 0
 		for range n {
@@ -70,7 +70,7 @@ func TestEarlyRefreshProbability(t *testing.T) {
 		}
 	}
 	// Disabled, or nothing known about the fetch: never.
-	for _, h := range []*Handler{{beta: 0, rand: uniform(10)}, {beta: 1, rand: uniform(10)}} {
+	for _, h := range []*Engine{{beta: 0, rand: uniform(10)}, {beta: 1, rand: uniform(10)}} {
 		noFetch := e
 		if h.beta == 1 {
 			noFetch.Fetch = 0
@@ -84,7 +84,7 @@ func TestEarlyRefreshProbability(t *testing.T) {
 }
 
 func TestRetentionKeepsStaleWindowFor200Only(t *testing.T) {
-	h := &Handler{swr: 30 * time.Second, staleErr: time.Hour}
+	h := &Engine{swr: 30 * time.Second, staleErr: time.Hour}
 	if got, want := h.retention(200, time.Minute), time.Hour+time.Minute; got != want {
 		t.Errorf("retention(200, 1m): got %s, want %s", got, want)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package readthrough
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 // TestClassify pins the one place where a fill error becomes a status.
 func TestClassify(t *testing.T) {
-	h := &Handler{}
+	h := &Engine{}
 	headerTimeout := errors.New("net/http: timeout awaiting response headers") // a net.Error, no context deadline
 	for _, tc := range []struct {
 		name   string

@@ -1,4 +1,4 @@
-package proxy
+package readthrough
 
 import (
 	"crypto/hmac"
@@ -18,42 +18,70 @@ import (
 // rejected before any base64 work is done on it.
 const maxAuthorizationBytes = 1024
 
-// Credential errors. Their text is sent to clients, so it never includes any
-// part of the header.
+// Credential errors: why a request's credentials were refused. Their text
+// is sent to clients, so it never includes any part of the header; every
+// error parseBasic returns is one of these values, never a wrapped one.
 var (
-	errNoCredentials     = errors.New("missing credentials: send HTTP Basic credentials in the Authorization header")
-	errNotBasic          = errors.New("malformed credentials: Authorization scheme must be Basic")
-	errCredentialsTooBig = errors.New("malformed credentials: Authorization header too large")
-	errNotBase64         = errors.New("malformed credentials: Basic credentials are not valid base64")
-	errNoColon           = errors.New("malformed credentials: Basic credentials must be username:password")
-	errEmptyUsername     = errors.New("malformed credentials: empty username")
-	errManyCredentials   = errors.New("malformed credentials: more than one Authorization header")
+	ErrNoCredentials     = errors.New("missing credentials: send HTTP Basic credentials in the Authorization header")
+	ErrNotBasic          = errors.New("malformed credentials: Authorization scheme must be Basic")
+	ErrCredentialsTooBig = errors.New("malformed credentials: Authorization header too large")
+	ErrNotBase64         = errors.New("malformed credentials: Basic credentials are not valid base64")
+	ErrNoColon           = errors.New("malformed credentials: Basic credentials must be username:password")
+	ErrEmptyUsername     = errors.New("malformed credentials: empty username")
+	ErrManyCredentials   = errors.New("malformed credentials: more than one Authorization header")
 )
+
+// credentials returns the credentials for the upstream call and the scope
+// they define. In inject mode the caller sends none and every caller shares
+// the injected credentials' scope.
+func (e *Engine) credentials(r *Request) (upstream.Credentials, string, error) {
+	if e.inject != nil {
+		return *e.inject, e.injectScope, nil
+	}
+	if r.Authorizations > 1 {
+		// Which one would the upstream use? Refuse rather than guess:
+		// the scope must describe exactly the credentials sent on.
+		return upstream.Credentials{}, "", ErrManyCredentials
+	}
+	if r.Authorizations == 0 {
+		return upstream.Credentials{}, "", ErrNoCredentials
+	}
+	if s, ok := e.scopeCache.get(r.Authorization); ok {
+		return s.cred, s.scope, nil
+	}
+	cred, err := parseBasic(r.Authorization)
+	if err != nil {
+		return upstream.Credentials{}, "", err
+	}
+	s := &scoped{cred: cred, scope: e.scopes.scope(cred)}
+	e.scopeCache.put(r.Authorization, s)
+	return s.cred, s.scope, nil
+}
 
 // parseBasic extracts HTTP Basic credentials from an Authorization header
 // value. Unlike http.Request.BasicAuth it says what is wrong, so a client gets
 // a useful 401.
 func parseBasic(h string) (upstream.Credentials, error) {
 	if h == "" {
-		return upstream.Credentials{}, errNoCredentials
+		return upstream.Credentials{}, ErrNoCredentials
 	}
 	if len(h) > maxAuthorizationBytes {
-		return upstream.Credentials{}, errCredentialsTooBig
+		return upstream.Credentials{}, ErrCredentialsTooBig
 	}
 	const prefix = "basic "
 	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return upstream.Credentials{}, errNotBasic
+		return upstream.Credentials{}, ErrNotBasic
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
 	if err != nil {
-		return upstream.Credentials{}, errNotBase64
+		return upstream.Credentials{}, ErrNotBase64
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
 	if !ok {
-		return upstream.Credentials{}, errNoColon
+		return upstream.Credentials{}, ErrNoColon
 	}
 	if user == "" {
-		return upstream.Credentials{}, errEmptyUsername
+		return upstream.Credentials{}, ErrEmptyUsername
 	}
 	return upstream.Credentials{Username: user, Password: pass}, nil
 }
@@ -115,6 +143,6 @@ func (c *scopeCache) put(auth string, s *scoped) {
 	if c.m == nil || len(c.m) >= maxScopeCache {
 		c.m = make(map[string]*scoped)
 	}
-	c.m[strings.Clone(auth)] = s // auth may alias a request buffer (front.go)
+	c.m[strings.Clone(auth)] = s // auth may alias a request buffer (Request)
 	c.mu.Unlock()
 }

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
-	"github.com/userproxy/userproxy/upstream"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy/readthrough"
 )
 
 // The proxy listener is served by fasthttp rather than net/http: on the hit
@@ -109,187 +109,149 @@ func cloneHeader(h http.Header) http.Header {
 	return o
 }
 
-// frontHeaders is what one pass over a request's header fields collects.
-// Values alias fasthttp's buffers: they are valid only while the request is
-// being served and must be copied before they are kept.
-type frontHeaders struct {
-	auth         []byte
-	nAuth        int
-	requestID    []byte
-	nRequestID   int
-	traceparent  []byte
-	nTraceparent int
-	tracestate   [][]byte
-	cc, pragma   []string // rare: copied
+// frontRequest is the fasthttp front's per-request state, pooled so that
+// a hit allocates nothing: what one pass over the header fields collects,
+// the generated request id, and the request's context. Header values
+// alias fasthttp's buffers: they are valid only while the request is
+// served, and the engine copies what it keeps.
+type frontRequest struct {
+	ctx   requestContext
+	in    received
+	auth  string
+	nAuth int
+	inm   []string // If-None-Match values
+	cc    []string // Cache-Control values
+	prag  []string // Pragma values
+	genID [requestIDLen]byte
 }
 
-func (f *frontHeaders) scan(hdr *fasthttp.RequestHeader) {
+var frontRequests = sync.Pool{New: func() any { return new(frontRequest) }}
+
+// scan collects f's fields from hdr in one pass. fasthttp normalises field
+// names to their canonical form.
+func (f *frontRequest) scan(hdr *fasthttp.RequestHeader) {
 	for k, v := range hdr.All() {
-		// fasthttp normalises field names to their canonical form.
 		switch string(k) {
 		case "Authorization":
 			f.nAuth++
 			if f.nAuth == 1 {
-				f.auth = v
+				f.auth = unsafeString(v)
 			}
 		case RequestIDHeader:
-			f.nRequestID++
-			f.requestID = v
+			f.in.ids = append(f.in.ids, unsafeString(v))
 		case "Traceparent":
-			f.nTraceparent++
-			f.traceparent = v
+			f.in.traceparents = append(f.in.traceparents, unsafeString(v))
 		case "Tracestate":
-			f.tracestate = append(f.tracestate, v)
+			f.in.tracestates = append(f.in.tracestates, unsafeString(v))
+		case "If-None-Match":
+			f.inm = append(f.inm, unsafeString(v))
 		case "Cache-Control":
-			f.cc = append(f.cc, string(v))
+			f.cc = append(f.cc, unsafeString(v))
 		case "Pragma":
-			f.pragma = append(f.pragma, string(v))
+			f.prag = append(f.prag, unsafeString(v))
 		}
 	}
 }
 
-// frontForward is what the upstream call of a request on the fasthttp
-// front carries: its id and trace context. It is built into the
-// userRequest by value, with no pointer into the serving frame, so a hit
-// can keep it on the stack; forward copies it out of fasthttp's buffers
-// only when the upstream is called.
-type frontForward struct {
-	clientID    []byte // the client's X-Request-Id, when well formed
-	genID       [requestIDLen]byte
-	traceparent []byte // when well formed
-	tracestate  [][]byte
+// reset empties f for its next request, keeping its slices' room.
+func (f *frontRequest) reset() {
+	f.ctx.reset()
+	f.in = received{ids: f.in.ids[:0], traceparents: f.in.traceparents[:0], tracestates: f.in.tracestates[:0]}
+	f.auth, f.nAuth = "", 0
+	f.inm, f.cc, f.prag = f.inm[:0], f.cc[:0], f.prag[:0]
 }
 
-// set takes f's id and trace context, generating an id if the client's
-// will not do.
-func (ff *frontForward) set(f *frontHeaders) {
-	if f.nRequestID == 1 && visibleASCII(unsafeString(f.requestID), maxRequestIDLen) {
-		ff.clientID = f.requestID
-	} else {
-		putRequestID(&ff.genID)
-	}
-	if f.nTraceparent == 1 && visibleASCII(unsafeString(f.traceparent), maxTraceparent) {
-		ff.traceparent, ff.tracestate = f.traceparent, f.tracestate
-	}
-}
-
-// id is the request id; valid while the request is served.
-func (ff *frontForward) id() []byte {
-	if ff.clientID != nil {
-		return ff.clientID
-	}
-	return ff.genID[:]
-}
-
-// forward builds the request's upstream.Forward, as WithRequestID does.
-func (ff *frontForward) forward() *upstream.Forward {
-	fwd := &upstream.Forward{RequestID: string(ff.id())}
-	if ff.traceparent != nil {
-		fwd.Traceparent = string(ff.traceparent)
-		if len(ff.tracestate) > 0 {
-			joined := string(bytes.Join(ff.tracestate, []byte{','}))
-			if printableASCII(joined, maxTracestateLen) {
-				fwd.Tracestate = joined
-			}
-		}
-	}
-	return fwd
-}
-
-// serveFront answers GET|HEAD /api/users/... natively: serveUser, with the
-// request id and access log of the net/http chain.
+// serveFront answers GET|HEAD /api/users/... natively, with the request id
+// and access log of the net/http chain.
 func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogger) {
-	var start time.Time
+	start := h.now()
+	var logStart time.Time
 	var sampled bool
 	if al != nil {
-		start, sampled = al.now(), al.sample()
+		logStart, sampled = al.now(), al.sample()
 	}
 	if q := bytes.IndexByte(rest, '?'); q >= 0 {
 		rest = rest[:q] // like URL.EscapedPath: the query is not part of the id
 	}
-	var f frontHeaders
+	f := frontRequests.Get().(*frontRequest)
 	f.scan(&c.Request.Header)
-	u := userRequest{
-		ctx:   context.Background(),
-		front: true,
-		head:  c.IsHead(),
-		auth:  unsafeString(f.auth), // only looked up, or copied when kept (scopeCache.put)
-		nAuth: f.nAuth,
+	fwd := f.in.forward(&f.genID)
+	c.Response.Header.Set(RequestIDHeader, fwd.RequestID)
+
+	var o readthrough.Outcome
+	if id, ok := h.checkID(unsafeString(rest)); !ok {
+		o = invalidID
+	} else {
+		req := readthrough.Request{ID: id, Authorization: f.auth, Authorizations: f.nAuth, Forward: fwd}
+		if h.honorCC {
+			req.Directives = readthrough.ParseDirectives(f.cc, f.prag)
+		}
+		if len(f.inm) > 0 {
+			req.IfNoneMatch = joinList(f.inm)
+		}
+		o = h.eng.Get(&f.ctx, req)
 	}
-	u.fwd.set(&f)
-	c.Response.Header.SetBytesV(RequestIDHeader, u.fwd.id())
-	if h.honorCC {
-		u.dir = clientDirectives(f.cc, f.pragma)
+	renderOutcome(c, &o)
+	h.observe(o.Result, o.Status, start)
+	if al != nil && (sampled || o.Status >= 500) {
+		al.log(&f.ctx, string(c.Method()), string(c.Request.Header.RequestURI()[:len(usersPrefix)+len(rest)]),
+			c.Response.StatusCode(), int64(len(c.Response.Body())), logStart,
+			string(c.Response.Header.Peek("Cache-Status")), fwd.RequestID, c.RemoteAddr().String())
 	}
-	w := acquireFrontWriter(c)
-	h.serveUser(w, &u, string(rest))
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if al != nil && (sampled || w.status >= 500) {
-		al.log(u.ctx, string(c.Method()), string(c.Request.Header.RequestURI()[:len(usersPrefix)+len(rest)]),
-			w.status, w.bytes, start, w.h.Get("Cache-Status"), string(u.fwd.id()), c.RemoteAddr().String())
-	}
-	releaseFrontWriter(w)
+	f.ctx.end()
+	f.reset()
+	frontRequests.Put(f)
 }
 
-// unsafeString views b as a string without copying. The string is valid
-// only as long as b is unchanged; callers never keep it.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+// invalidID is the answer to a user id the id rule refuses: an edge's own
+// outcome, rendered like the engine's.
+var invalidID = readthrough.Outcome{Status: http.StatusBadRequest, Err: msgInvalidID,
+	Kind: readthrough.KindRefused, Detail: "invalid-id", Result: metrics.CacheError}
 
-// frontWriter is an http.ResponseWriter over a fasthttp response, so that
-// serveUser writes through one interface on both fronts. The header map is
-// pooled with the writer; values are assigned by reference (headers.go) and
-// copied into fasthttp's buffers by WriteHeader.
-type frontWriter struct {
-	c      *fasthttp.RequestCtx
-	h      http.Header
-	wrote  bool
-	status int
-	bytes  int64
-}
-
-var frontWriters = sync.Pool{New: func() any { return &frontWriter{h: make(http.Header, 8)} }}
-
-func acquireFrontWriter(c *fasthttp.RequestCtx) *frontWriter {
-	w := frontWriters.Get().(*frontWriter)
-	w.c = c
-	return w
-}
-
-func releaseFrontWriter(w *frontWriter) {
-	clear(w.h)
-	*w = frontWriter{h: w.h}
-	frontWriters.Put(w)
-}
-
-func (w *frontWriter) Header() http.Header { return w.h }
-
-func (w *frontWriter) WriteHeader(code int) {
-	if w.wrote {
+// renderOutcome writes o into c's response: the fasthttp twin of
+// writeOutcome (nethttp.go). fasthttp copies each value into its own
+// buffers, so nothing here allocates on a hit.
+func renderOutcome(c *fasthttp.RequestCtx, o *readthrough.Outcome) {
+	if o.Status == statusClientGone {
 		return
 	}
-	w.wrote, w.status = true, code
-	w.c.SetStatusCode(code)
-	rh := &w.c.Response.Header
-	for k, vs := range w.h {
-		for i, v := range vs {
-			if i == 0 {
-				rh.Set(k, v)
-			} else {
-				rh.Add(k, v)
-			}
+	rh := &c.Response.Header
+	rh.Set("Cache-Status", cacheStatus(o)[0])
+	if o.Err != "" {
+		if o.RetryAfter != "" {
+			rh.Set("Retry-After", o.RetryAfter)
 		}
+		if o.Challenge {
+			rh.Set("Www-Authenticate", basicChallenge[0])
+		}
+		writeFastJSONError(c, o.Status, o.Err)
+		return
 	}
+	for name, value := range o.Header.All() {
+		rh.AddBytesKV(name, value)
+	}
+	rh.Set("Age", intValue(o.Age)[0])
+	c.SetStatusCode(o.Status)
+	if o.NotModified() {
+		return
+	}
+	switch {
+	case o.ContentType != "":
+		rh.SetContentType(o.ContentType)
+	case o.Status == http.StatusOK:
+		rh.SetContentType(ctJSON[0]) // validated as JSON before storing
+	default:
+		rh.Set("X-Content-Type-Options", nosniff[0])
+	}
+	c.SetBody(o.Body) // fasthttp sends only the headers to a HEAD
 }
 
-func (w *frontWriter) Write(p []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	n, err := w.c.Write(p)
-	w.bytes += int64(n)
-	return n, err
+// writeFastJSONError writes the proxy's own error answer.
+func writeFastJSONError(c *fasthttp.RequestCtx, status int, msg string) {
+	c.SetStatusCode(status)
+	c.Response.Header.SetContentType("application/json")
+	c.Response.Header.Set("X-Content-Type-Options", nosniff[0])
+	c.SetBody(jsonError(status, msg))
 }
 
 // frontErrorHandler answers a request fasthttp could not read (malformed,
@@ -309,10 +271,8 @@ func frontErrorHandler(c *fasthttp.RequestCtx, err error) {
 	}
 	c.Response.Reset()
 	c.SetConnectionClose()
-	w := acquireFrontWriter(c)
-	w.Header().Set("Cache-Status", statusBypass)
-	writeJSONError(w, status, msg)
-	releaseFrontWriter(w)
+	c.Response.Header.Set("Cache-Status", statusBypass[0])
+	writeFastJSONError(c, status, msg)
 }
 
 func isTimeout(err error) bool {

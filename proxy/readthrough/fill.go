@@ -1,0 +1,222 @@
+package readthrough
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/proxy/readthrough/coalesce"
+	"github.com/userproxy/userproxy/upstream"
+)
+
+// How fills coalesce. A fill is one upstream call for a key, shared by
+// every request that wants the key while it runs (flights, keyed by
+// flightKey). Three counts keep the sharing honest:
+//
+//   - misses: the ordinary miss fills in flight, by key and write epoch. A
+//     request that finds one waits on it without reading the cache first:
+//     until that fill returns, the cache cannot hold a newer answer for the
+//     key than the one on its way. In a stampede that is one cache read
+//     for the herd. Background refreshes are not registered: a reader with
+//     a usable entry must never wait on one.
+//   - written: invalidations this process completed, per group of ids. A
+//     fill that began before a write may carry the answer the write
+//     replaced, so a request shares a fill (or a store read) only with
+//     requests that read the same count. A purge of everything needs no
+//     count: it returns only once every fill in flight when it began has
+//     ended (InvalidateAll). Writes through other replicas reach this
+//     process's tier, not its fills.
+//   - ended: fills ended, per group of keys. Without an in-process tier, a
+//     fill's leader re-reads the store only if a fill of its key may have
+//     ended since its request's own lookup (and stored the answer).
+
+// keyEpoch is a key under a write epoch: a miss fill's registration, or a
+// shared read's.
+type keyEpoch struct {
+	k     cache.Key
+	epoch uint64
+}
+
+// writtenNow is id's write epoch.
+func (e *Engine) writtenNow(id string) uint64 { return e.written.Now(coalesce.Hash(id)) }
+
+// endedNow is k's count of ended fills.
+func (e *Engine) endedNow(k cache.Key) uint64 { return e.ended.Now(coalesce.Hash2(k.ID, k.Scope)) }
+
+// flightKey names the single flight for k under write epoch written.
+// Forced fills (no-cache requests, early refreshes) fly apart from ordinary
+// misses: an ordinary fill may answer from the cache, which a forced one
+// must not.
+func flightKey(k cache.Key, force bool, written uint64) string {
+	fk := k.ID + "\x00" + k.Scope + "\x00" + strconv.FormatUint(written, 36)
+	if force {
+		return fk + "\x00force"
+	}
+	return fk
+}
+
+// fillResult is the outcome of one fill, shared by every request that
+// waited on it. Its fields are read-only once the fill returns.
+type fillResult struct {
+	entry     cache.Entry // answer to serve: a cached entry or the upstream's answer
+	ttl       time.Duration
+	fromCache bool // the re-check inside the fill found a fresh entry
+	stored    bool // entry was written to the cache
+	cacheErr  bool // the cache could not be read, so nothing was stored
+	err       error
+}
+
+// lookupResult is what a request's own lookup read, handed to its fill.
+type lookupResult struct {
+	gen   uint64 // the user's generation then
+	done  bool   // a lookup was made (not for no-cache requests)
+	err   bool   // it failed: the cache is unavailable
+	epoch uint64 // without a tier, the key's ended count before it
+}
+
+// fill returns the answer for k, making at most one upstream call per
+// flight key at a time in this process. force skips answering from the
+// cache; written is k's write epoch, read before the request's cache read.
+// err is non-nil only when ctx ended before the fill did; the fill itself
+// carries on for the other waiters and the cache. register, when this call
+// leads the fill, registers it as k's miss fill while it runs.
+func (e *Engine) fill(ctx context.Context, r *Request, k cache.Key, cred upstream.Credentials, force bool, written uint64, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
+	res, collapsed, err = e.flights.Do(ctx, flightKey(k, force, written), func() (*fillResult, error) {
+		if register {
+			ke := keyEpoch{k, written}
+			e.misses.Add(ke)
+			defer e.misses.Remove(ke)
+		}
+		// Detached from the client that happens to lead: its leaving
+		// must neither cancel the other waiters' answer nor count as an
+		// upstream failure. Bounded by FillTimeout instead.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(forwardContext(ctx, r)), e.fillTO)
+		defer cancel()
+		return e.doFill(fctx, k, cred, force, seen), nil
+	})
+	if err != nil {
+		return nil, collapsed, err
+	}
+	if collapsed {
+		e.m.Coalesced.Inc()
+	}
+	return res, collapsed, nil
+}
+
+// doFill runs inside the single flight for k.
+func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) *fillResult {
+	// Re-check the cache inside the flight: a flight for this key that
+	// finished between our lookup and this call has already stored the
+	// answer, and must not cost a second upstream call. The generation the
+	// store checks when we write must be read before the upstream call: an
+	// invalidation in between then makes the write a no-op.
+	//
+	// With an in-process tier the re-check costs no I/O (a finished flight
+	// stored into the tier too) and the request's own lookup, just made,
+	// supplies the generation. Without one, the store is re-read only if a
+	// fill for the key may have ended since that lookup.
+	defer e.ended.Bump(coalesce.Hash2(k.ID, k.Scope))
+	var gen uint64
+	var cacheErr bool
+	switch {
+	case e.local != nil && seen.done:
+		if en, _, ok := e.local.GetLocal(k); ok && !force && e.now().Before(en.Expires) && !e.pending.has(k.ID) {
+			return &fillResult{entry: en, fromCache: true}
+		}
+		gen, cacheErr = seen.gen, seen.err
+	case seen.done && e.endedNow(k) == seen.epoch:
+		gen, cacheErr = seen.gen, seen.err
+	default:
+		en, g, ok, err := e.lookup(ctx, k)
+		if ok && !force && e.now().Before(en.Expires) {
+			return &fillResult{entry: en, fromCache: true}
+		}
+		gen, cacheErr = g, err != nil
+	}
+
+	res := e.fetch(ctx, k, cred)
+	if res.err != nil || res.ttl == 0 {
+		return res
+	}
+	res.cacheErr = cacheErr
+	if !cacheErr {
+		res.stored = e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen)
+	}
+	return res
+}
+
+// errInvalidJSON is a 200 whose body is not JSON: never stored, never served.
+var errInvalidJSON = errors.New("upstream answered 200 with a body that is not valid JSON")
+
+// fetch calls the upstream and sorts its answer: data to store (ttl > 0),
+// an answer to pass on unstored, or an error.
+func (e *Engine) fetch(ctx context.Context, k cache.Key, cred upstream.Credentials) *fillResult {
+	began := e.now()
+	resp, err := e.upstream.Fetch(ctx, k.ID, cred)
+	if err != nil {
+		e.log.Warn("upstream fetch failed", "id", k.ID, "err", err)
+		return &fillResult{err: err}
+	}
+	now := e.now()
+	entry := cache.Entry{
+		Status:      resp.Status,
+		ContentType: resp.Header.Get("Content-Type"),
+		Body:        resp.Body,
+		Stored:      now,
+		Fetch:       now.Sub(began),
+	}
+	var ttl time.Duration
+	switch {
+	case resp.Status == http.StatusOK:
+		// The body is only checked, never decoded and re-encoded: clients
+		// get the upstream's exact bytes.
+		if !json.Valid(resp.Body) {
+			e.log.Warn("upstream body is not JSON; not stored", "id", k.ID)
+			return &fillResult{err: errInvalidJSON}
+		}
+		if e.redact != nil {
+			body, err := redact(resp.Body, e.redact)
+			if err != nil { // cannot happen for valid JSON; refuse rather than leak
+				return &fillResult{err: errInvalidJSON}
+			}
+			entry.Body = body
+		}
+		ttl = e.jittered(e.ttl)
+	case resp.Status == http.StatusNotFound:
+		ttl = e.jittered(e.negTTL)
+	case resp.Status == http.StatusTooManyRequests || resp.Status >= 500:
+		return &fillResult{err: &upstreamStatusError{status: resp.Status, retryAfter: resp.Header.Get("Retry-After")}}
+	}
+	// 401, 403 and anything else fall through with ttl 0: the caller's own
+	// business, passed on and never stored.
+	entry.Header = e.replayable(resp.Header, entry.Status, entry.Body)
+	if ttl > 0 {
+		entry.Expires = now.Add(ttl)
+	}
+	return &fillResult{entry: entry, ttl: ttl}
+}
+
+// store1 writes one entry within the cache budget and reports whether it was
+// stored. A write refused because the user was invalidated meanwhile is the
+// stale-set race working as designed, not a cache error.
+func (e *Engine) store1(ctx context.Context, k cache.Key, en cache.Entry, ttl time.Duration, gen uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, e.cacheTO)
+	defer cancel()
+	err := e.store.Set(ctx, k, en, ttl, gen)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cache.ErrGenerationChanged):
+		e.m.StaleSetRefused.Inc()
+		return false
+	default:
+		e.m.CacheErrors.WithLabelValues(metrics.OpSet).Inc()
+		e.log.Warn("cache write failed", "id", k.ID, "err", err)
+		return false
+	}
+}
