@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ var seedFields = []string{
 }
 
 func TestGetUserHasAllSeedFields(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	for _, id := range []string{"1", "2", "17", "50"} {
 		t.Run("id="+id, func(t *testing.T) {
@@ -104,7 +104,7 @@ func checkRealistic(t *testing.T, f map[string]string, id, tenant string) {
 }
 
 func TestGetIsByteStableAndMatchesUser(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	want, ok := s.User(demo.Tenant, "7")
 	if !ok {
@@ -133,7 +133,7 @@ func TestGetIsByteStableAndMatchesUser(t *testing.T) {
 }
 
 func TestTenantsSeeDifferentData(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	for _, id := range []string{"1", "2", "3", "50"} {
 		_, a := get(t, c, s, &demo, id)
@@ -153,7 +153,7 @@ func TestTenantsSeeDifferentData(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	s := NewServer(t, Options{Credentials: []Credential{
+	s := newServer(t, Options{Credentials: []Credential{
 		{Username: "alice", Password: "a-secret", Tenant: "acme"},
 		{Username: "bob", Password: "b-secret", Tenant: "acme"},
 		{Username: "carol", Password: "c-secret", Tenant: "globex"},
@@ -208,7 +208,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
-	s := NewServer(t, Options{Users: 3})
+	s := newServer(t, Options{Users: 3})
 	c := newClient(t)
 	tests := []struct {
 		name, method, path string
@@ -245,7 +245,7 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestHead(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	want, _ := s.User(demo.Tenant, "1")
 	resp, body := do(t, c, http.MethodHead, s.URL+"/api/users/1", &demo, "")
@@ -259,7 +259,7 @@ func TestHead(t *testing.T) {
 }
 
 func TestCountsUnderConcurrency(t *testing.T) {
-	s := NewServer(t, Options{Users: 5})
+	s := newServer(t, Options{Users: 5})
 	c := newClient(t)
 	const workers, perWorker = 8, 30
 	bad := Credential{Username: "demo", Password: "nope"}
@@ -318,7 +318,7 @@ func TestCountsUnderConcurrency(t *testing.T) {
 
 func TestLatency(t *testing.T) {
 	const d = 40 * time.Millisecond
-	s := NewServer(t, Options{Latency: d})
+	s := newServer(t, Options{Latency: d})
 	c := newClient(t)
 	start := time.Now()
 	resp, body := get(t, c, s, &demo, "1")

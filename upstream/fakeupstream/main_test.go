@@ -1,9 +1,10 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,32 @@ var (
 	demo  = DemoCredentials()[0] // tenant acme
 	demo2 = DemoCredentials()[1] // tenant globex
 )
+
+// testServer is a Handler on an httptest server, as upstreamtest.Server
+// is; these tests cannot use upstreamtest, which imports this package.
+type testServer struct {
+	*Handler
+	URL string // the base URL, with no trailing slash
+}
+
+// newServer serves NewHandler(opts) until t ends.
+func newServer(t *testing.T, opts Options) *testServer {
+	t.Helper()
+	return startServer(t, NewHandler(opts))
+}
+
+// startServer serves h until t ends. Tests set h's test hooks before
+// calling it, so that no request goroutine reads them unsynchronised.
+func startServer(t *testing.T, h *Handler) *testServer {
+	t.Helper()
+	srv := httptest.NewServer(h) // on a loopback address: the control endpoints answer
+	t.Cleanup(func() {
+		h.Close() // release hung requests, so that srv.Close does not wait on them
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return &testServer{Handler: h, URL: srv.URL}
+}
 
 // newClient returns a client whose idle connections are closed at cleanup.
 func newClient(t *testing.T) *http.Client {
@@ -69,7 +96,7 @@ func newRequest(t *testing.T, ctx context.Context, method, url string, cred *Cre
 }
 
 // get is do for a GET of user id with cred.
-func get(t *testing.T, c *http.Client, s *Server, cred *Credential, id string) (*http.Response, []byte) {
+func get(t *testing.T, c *http.Client, s *testServer, cred *Credential, id string) (*http.Response, []byte) {
 	t.Helper()
 	return do(t, c, http.MethodGet, s.URL+"/api/users/"+id, cred, "")
 }

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestControlEndpoints(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	stats := func(t *testing.T) Stats {
 		t.Helper()
@@ -48,7 +48,7 @@ func TestControlEndpoints(t *testing.T) {
 }
 
 func TestControlErrors(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	tests := []struct {
 		name, method, path string

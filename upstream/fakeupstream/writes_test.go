@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func TestUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewServer(t, Options{})
+			s := newServer(t, Options{})
 			c := newClient(t)
 			before, _ := s.User(demo.Tenant, tt.id)
 			other, _ := s.User(demo2.Tenant, tt.id)
@@ -87,7 +87,7 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestCreate(t *testing.T) {
-	s := NewServer(t, Options{Users: 10})
+	s := newServer(t, Options{Users: 10})
 	c := newClient(t)
 	resp, body := do(t, c, http.MethodPost, s.URL+"/api/users", &demo, `{"first_name":"Nia","username":"nia"}`)
 	wantStatus(t, resp, body, http.StatusCreated)

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ func TestParseFaultRoundTrip(t *testing.T) {
 // TestFaultResponses covers every fault that answers; hang, slow-body and
 // reset have their own tests below.
 func TestFaultResponses(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	user1, _ := s.User(demo.Tenant, "1")
 	tests := []struct {
@@ -111,7 +111,7 @@ func wantErrorJSON(t *testing.T, body []byte) {
 }
 
 func TestFaultsSpareAuthAndWrites(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	c := newClient(t)
 	s.SetFault(FaultServerError)
 	resp, body := get(t, c, s, nil, "1")
@@ -164,37 +164,6 @@ func TestFaultHangReleasesOnClientCancel(t *testing.T) {
 	}
 }
 
-func TestServerCloseDoesNotWaitOnHang(t *testing.T) {
-	h := NewHandler(Options{})
-	entered := make(chan struct{}, 1)
-	h.testHookHang = func() { entered <- struct{}{} }
-	s := startServer(t, h)
-	s.SetFault(FaultHang)
-	c := newClient(t)
-	errc := make(chan error, 1)
-	req := newRequest(t, context.Background(), http.MethodGet, s.URL+"/api/users/1", &demo, "")
-	go func() {
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	receive(t, entered, "the request to hang")
-	closed := make(chan struct{})
-	go func() {
-		s.Close()
-		close(closed)
-	}()
-	receive(t, closed, "Server.Close")
-	if err := receive(t, errc, "the client to return"); err == nil {
-		t.Error("got a response from a closed server, want an error")
-	}
-	if _, err := c.Get(s.URL + "/api/users/1"); err == nil {
-		t.Error("got a connection to a closed server, want an error")
-	}
-}
-
 func TestFaultSlowBody(t *testing.T) {
 	t.Run("whole body arrives", func(t *testing.T) {
 		h := NewHandler(Options{})
@@ -241,7 +210,7 @@ func TestFaultSlowBody(t *testing.T) {
 }
 
 func TestFaultReset(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	s.SetFault(FaultReset)
 	// No keep-alive: each attempt is a fresh connection, so the transport
 	// does not retry and the count below is exact.

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -11,8 +11,8 @@ import (
 // built, not what a client sees: the same bodies for seeded ids, the same
 // 404s for everything else.
 func TestLazyMatchesEager(t *testing.T) {
-	eager := NewServer(t, Options{Users: 20})
-	lazy := NewServer(t, Options{Users: 20, Lazy: true})
+	eager := newServer(t, Options{Users: 20})
+	lazy := newServer(t, Options{Users: 20, Lazy: true})
 	c := newClient(t)
 	tests := []struct {
 		id   string
@@ -57,7 +57,7 @@ func TestLazyMatchesEager(t *testing.T) {
 // TestLazyWrites checks that a PUT reaches a seeded user that was never
 // read, and that POST still creates the id after the seeded range.
 func TestLazyWrites(t *testing.T) {
-	s := NewServer(t, Options{Users: 10, Lazy: true})
+	s := newServer(t, Options{Users: 10, Lazy: true})
 	c := newClient(t)
 
 	resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/4", &demo, `{"first_name":"Zed"}`)
