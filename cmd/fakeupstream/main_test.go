@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/userproxy/userproxy/upstream/upstreamtest"
+	"github.com/userproxy/userproxy/upstream/fakeupstream"
 	"go.uber.org/goleak"
 )
 
@@ -25,7 +25,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := upstreamtest.NewHandler(upstreamtest.Options{Users: 3})
+	h := fakeupstream.NewHandler(fakeupstream.Options{Users: 3})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
@@ -35,7 +35,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	url := "http://" + ln.Addr().String() + "/api/users/1"
-	demo := upstreamtest.DemoCredentials()[0]
+	demo := fakeupstream.DemoCredentials()[0]
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 		t.Fatalf("got status %d, want 200", resp.StatusCode)
 	}
 
-	h.SetFault(upstreamtest.FaultHang)
+	h.SetFault(fakeupstream.FaultHang)
 	hung := make(chan error, 1)
 	go func() {
 		resp, err := c.Do(req.Clone(context.Background()))
@@ -83,7 +83,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 
 func TestPrintBanner(t *testing.T) {
 	var b bytes.Buffer
-	printBanner(&b, "127.0.0.1:8081", upstreamtest.DemoCredentials())
+	printBanner(&b, "127.0.0.1:8081", fakeupstream.DemoCredentials())
 	out := b.String()
 	for _, want := range []string{"http://127.0.0.1:8081", "demo:demo-password", "curl -u demo:demo-password http://127.0.0.1:8081/api/users/1"} {
 		if !strings.Contains(out, want) {
@@ -95,12 +95,12 @@ func TestPrintBanner(t *testing.T) {
 func TestParseCredentials(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    []upstreamtest.Credential
+		want    []fakeupstream.Credential
 		wantErr bool
 	}{
 		{in: "", want: nil},
-		{in: "a:pa:t1", want: []upstreamtest.Credential{{Username: "a", Password: "pa", Tenant: "t1"}}},
-		{in: "a:pa:t1,b:pb:t1", want: []upstreamtest.Credential{
+		{in: "a:pa:t1", want: []fakeupstream.Credential{{Username: "a", Password: "pa", Tenant: "t1"}}},
+		{in: "a:pa:t1,b:pb:t1", want: []fakeupstream.Credential{
 			{Username: "a", Password: "pa", Tenant: "t1"}, {Username: "b", Password: "pb", Tenant: "t1"}}},
 		{in: "a:s3cr3t", wantErr: true},
 		{in: "a:s3cr3t:x:t", wantErr: true},
