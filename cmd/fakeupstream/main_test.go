@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/userproxy/userproxy/upstream/fakeupstream"
 	"go.uber.org/goleak"
+
+	"github.com/userproxy/userproxy/internal/testkit"
+	"github.com/userproxy/userproxy/upstream/fakeupstream"
 )
 
 func TestMain(m *testing.M) {
@@ -60,21 +62,17 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 		hung <- err
 	}()
 	// Wait until the request is held by the handler, via its own stats.
-	for h.Stats().Hanging == 0 {
+	testkit.WaitFor(t, 10*time.Second, "the request to hang", func() bool {
 		select {
 		case err := <-hung:
 			t.Fatalf("got hung request ended early: %v", err)
-		case <-time.After(time.Millisecond):
+		default:
 		}
-	}
+		return h.Stats().Hanging > 0
+	})
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("got serve error %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return within 5s of cancel with a hung request")
+	if err := testkit.Receive(t, 5*time.Second, "serve to return after cancel with a hung request", served); err != nil {
+		t.Errorf("got serve error %v, want nil", err)
 	}
 	if err := <-hung; err == nil {
 		t.Error("got a response to a hung request, want a dropped connection")

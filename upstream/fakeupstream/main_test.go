@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // TestMain fails the run if any test leaves a goroutine behind: a hung or
@@ -113,11 +115,5 @@ func wantStatus(t *testing.T, resp *http.Response, body []byte, want int) {
 // release shows as a failure rather than a stuck test binary.
 func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return testkit.Receive(t, 10*time.Second, what, ch)
 }

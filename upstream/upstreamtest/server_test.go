@@ -83,24 +83,11 @@ func TestServerCloseDoesNotWaitOnHang(t *testing.T) {
 		s.Close()
 		close(closed)
 	}()
-	receive(t, closed, "Server.Close")
-	if err := receive(t, errc, "the client to return"); err == nil {
+	testkit.Receive(t, 10*time.Second, "Server.Close", closed)
+	if err := testkit.Receive(t, 10*time.Second, "the client to return", errc); err == nil {
 		t.Error("got a response from a closed server, want an error")
 	}
 	if _, err := c.Get(s.URL + "/api/users/1"); err == nil {
 		t.Error("got a connection to a closed server, want an error")
-	}
-}
-
-// receive waits for ch, failing t after a generous deadline so a broken
-// release shows as a failure rather than a stuck test binary.
-func receive[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
 	}
 }
