@@ -33,9 +33,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- serve(ctx, ln, h) }()
 
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := testkit.HTTPClient(t)
 	url := "http://" + ln.Addr().String() + "/api/users/1"
 	demo := fakeupstream.DemoCredentials()[0]
 	req, err := http.NewRequest(http.MethodGet, url, nil)

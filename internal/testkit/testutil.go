@@ -1,7 +1,7 @@
 // Package testkit holds the small helpers several packages' tests share:
 // waiting on a condition or a channel (never a bare sleep), a fake clock to
-// inject instead of sleeping, and a log buffer that concurrent writers may
-// use.
+// inject instead of sleeping, a log buffer that concurrent writers may use,
+// and an HTTP client that leaves no connections behind.
 package testkit
 
 import (

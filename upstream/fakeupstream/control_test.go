@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestControlEndpoints(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	stats := func(t *testing.T) Stats {
 		t.Helper()
 		resp, body := do(t, c, http.MethodGet, s.URL+"/_fake/stats", nil, "")
@@ -49,7 +51,7 @@ func TestControlEndpoints(t *testing.T) {
 
 func TestControlErrors(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		name, method, path string
 		wantCode           int

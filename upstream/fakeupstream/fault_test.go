@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestParseFaultRoundTrip(t *testing.T) {
@@ -52,7 +54,7 @@ func TestParseFaultRoundTrip(t *testing.T) {
 // reset have their own tests below.
 func TestFaultResponses(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	user1, _ := s.User(demo.Tenant, "1")
 	tests := []struct {
 		fault          Fault
@@ -112,7 +114,7 @@ func wantErrorJSON(t *testing.T, body []byte) {
 
 func TestFaultsSpareAuthAndWrites(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	s.SetFault(FaultServerError)
 	resp, body := get(t, c, s, nil, "1")
 	wantStatus(t, resp, body, http.StatusUnauthorized)
@@ -132,7 +134,7 @@ func TestFaultHangReleasesOnClientCancel(t *testing.T) {
 	h.testHookHangEnd = func() { released <- struct{}{} }
 	s := startServer(t, h)
 	s.SetFault(FaultHang)
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -170,7 +172,7 @@ func TestFaultSlowBody(t *testing.T) {
 		h.slowInterval = time.Millisecond
 		s := startServer(t, h)
 		s.SetFault(FaultSlowBody)
-		c := newClient(t)
+		c := testkit.HTTPClient(t)
 		want, _ := s.User(demo.Tenant, "2")
 		resp, body := get(t, c, s, &demo, "2")
 		wantStatus(t, resp, body, http.StatusOK)
@@ -185,7 +187,7 @@ func TestFaultSlowBody(t *testing.T) {
 		h.slowInterval = time.Hour // nothing after the headers
 		s := startServer(t, h)
 		s.SetFault(FaultSlowBody)
-		c := newClient(t)
+		c := testkit.HTTPClient(t)
 		want, _ := s.User(demo.Tenant, "2")
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
@@ -230,6 +232,6 @@ func TestFaultReset(t *testing.T) {
 	}
 	// The server keeps serving after a reset.
 	s.SetFault(FaultNone)
-	resp, body := get(t, newClient(t), s, &demo, "1")
+	resp, body := get(t, testkit.HTTPClient(t), s, &demo, "1")
 	wantStatus(t, resp, body, http.StatusOK)
 }

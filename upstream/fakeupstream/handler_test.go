@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // seedFields are the 24 properties of the seed page's user object, copied
@@ -27,7 +29,7 @@ var seedFields = []string{
 
 func TestGetUserHasAllSeedFields(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	for _, id := range []string{"1", "2", "17", "50"} {
 		t.Run("id="+id, func(t *testing.T) {
 			resp, body := get(t, c, s, &demo, id)
@@ -105,7 +107,7 @@ func checkRealistic(t *testing.T, f map[string]string, id, tenant string) {
 
 func TestGetIsByteStableAndMatchesUser(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	want, ok := s.User(demo.Tenant, "7")
 	if !ok {
 		t.Fatal("got no user 7 for tenant acme, want one")
@@ -134,7 +136,7 @@ func TestGetIsByteStableAndMatchesUser(t *testing.T) {
 
 func TestTenantsSeeDifferentData(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	for _, id := range []string{"1", "2", "3", "50"} {
 		_, a := get(t, c, s, &demo, id)
 		_, b := get(t, c, s, &demo2, id)
@@ -158,7 +160,7 @@ func TestAuth(t *testing.T) {
 		{Username: "bob", Password: "b-secret", Tenant: "acme"},
 		{Username: "carol", Password: "c-secret", Tenant: "globex"},
 	}})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	acme1, _ := s.User("acme", "1")
 	globex1, _ := s.User("globex", "1")
 	tests := []struct {
@@ -209,7 +211,7 @@ func TestAuth(t *testing.T) {
 
 func TestNotFound(t *testing.T) {
 	s := newServer(t, Options{Users: 3})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		name, method, path string
 		wantCode           int
@@ -246,7 +248,7 @@ func TestNotFound(t *testing.T) {
 
 func TestHead(t *testing.T) {
 	s := newServer(t, Options{})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	want, _ := s.User(demo.Tenant, "1")
 	resp, body := do(t, c, http.MethodHead, s.URL+"/api/users/1", &demo, "")
 	wantStatus(t, resp, body, http.StatusOK)
@@ -260,7 +262,7 @@ func TestHead(t *testing.T) {
 
 func TestCountsUnderConcurrency(t *testing.T) {
 	s := newServer(t, Options{Users: 5})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	const workers, perWorker = 8, 30
 	bad := Credential{Username: "demo", Password: "nope"}
 	var wg sync.WaitGroup
@@ -319,7 +321,7 @@ func TestCountsUnderConcurrency(t *testing.T) {
 func TestLatency(t *testing.T) {
 	const d = 40 * time.Millisecond
 	s := newServer(t, Options{Latency: d})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	start := time.Now()
 	resp, body := get(t, c, s, &demo, "1")
 	wantStatus(t, resp, body, http.StatusOK)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // TestLazyMatchesEager checks that Options.Lazy changes when users are
@@ -13,7 +15,7 @@ import (
 func TestLazyMatchesEager(t *testing.T) {
 	eager := newServer(t, Options{Users: 20})
 	lazy := newServer(t, Options{Users: 20, Lazy: true})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		id   string
 		want int
@@ -58,7 +60,7 @@ func TestLazyMatchesEager(t *testing.T) {
 // read, and that POST still creates the id after the seeded range.
 func TestLazyWrites(t *testing.T) {
 	s := newServer(t, Options{Users: 10, Lazy: true})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 
 	resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/4", &demo, `{"first_name":"Zed"}`)
 	wantStatus(t, resp, body, http.StatusOK)

@@ -51,14 +51,6 @@ func startServer(t *testing.T, h *Handler) *testServer {
 	return &testServer{Handler: h, URL: srv.URL}
 }
 
-// newClient returns a client whose idle connections are closed at cleanup.
-func newClient(t *testing.T) *http.Client {
-	t.Helper()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-}
-
 // do sends method url with cred's Basic auth (none if cred is nil) and body
 // (none if empty), and returns the response with its body read.
 func do(t *testing.T, c *http.Client, method, url string, cred *Credential, body string) (*http.Response, []byte) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // firstUser decodes a one-element user array into its string fields.
@@ -45,7 +47,7 @@ func TestUpdate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t, Options{})
-			c := newClient(t)
+			c := testkit.HTTPClient(t)
 			before, _ := s.User(demo.Tenant, tt.id)
 			other, _ := s.User(demo2.Tenant, tt.id)
 			resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/"+tt.id, tt.cred, tt.body)
@@ -88,7 +90,7 @@ func TestUpdate(t *testing.T) {
 
 func TestCreate(t *testing.T) {
 	s := newServer(t, Options{Users: 10})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	resp, body := do(t, c, http.MethodPost, s.URL+"/api/users", &demo, `{"first_name":"Nia","username":"nia"}`)
 	wantStatus(t, resp, body, http.StatusCreated)
 	if got, want := resp.Header.Get("Location"), "/api/users/11"; got != want {

@@ -19,14 +19,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// newClient returns a client whose idle connections are closed at cleanup.
-func newClient(t *testing.T) *http.Client {
-	t.Helper()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-}
-
 // newUserRequest is a GET of user id with the first demo credential.
 func newUserRequest(t *testing.T, s *Server, id string) *http.Request {
 	t.Helper()
@@ -46,7 +38,7 @@ func TestNewServerServesTheFake(t *testing.T) {
 	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") || strings.HasSuffix(s.URL, "/") {
 		t.Errorf("got URL %q, want http://127.0.0.1:PORT", s.URL)
 	}
-	resp, err := newClient(t).Do(newUserRequest(t, s, "1"))
+	resp, err := testkit.HTTPClient(t).Do(newUserRequest(t, s, "1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +59,7 @@ func TestNewServerServesTheFake(t *testing.T) {
 func TestServerCloseDoesNotWaitOnHang(t *testing.T) {
 	s := NewServer(t, Options{})
 	s.SetFault(FaultHang)
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	errc := make(chan error, 1)
 	req := newUserRequest(t, s, "1")
 	go func() {
