@@ -8,16 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/userproxy/userproxy/internal/testkit"
 )
-
-// TestMain fails the run if any test leaves a goroutine behind: a hung
-// handler that outlives its closed server would show up here.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // newUserRequest is a GET of user id with the first demo credential.
 func newUserRequest(t *testing.T, s *Server, id string) *http.Request {
