@@ -7,28 +7,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
-// fakeClock is an injectable clock that only moves when told to.
-type fakeClock struct {
-	mu  sync.Mutex // protects now
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is the memory store tests' clock; it moves only when told to.
+func newFakeClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 }
 
 func TestMemoryStore(t *testing.T) {

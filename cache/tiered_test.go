@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,23 +13,11 @@ import (
 	"github.com/userproxy/userproxy/internal/testkit"
 )
 
-// tclock is a settable clock for the tier.
-type tclock struct {
-	mu  sync.Mutex // protects now
-	now time.Time
-}
-
-func newTClock() *tclock { return &tclock{now: time.Unix(1700000000, 0)} }
-
-func (c *tclock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *tclock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newTClock is the tier tests' clock; it moves only when told to.
+func newTClock() *testkit.Clock { return testkit.NewClock(time.Unix(1700000000, 0)) }
 
 // newTiered is one process's tiered store, not yet subscribed (see run).
-func newTiered(t *testing.T, addr string, clock *tclock, ttl time.Duration) *Tiered {
+func newTiered(t *testing.T, addr string, clock *testkit.Clock, ttl time.Duration) *Tiered {
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
@@ -53,7 +40,7 @@ func run(t *testing.T, tr *Tiered) {
 }
 
 // replica is one process's tiered store, subscribed to invalidations.
-func replica(t *testing.T, addr string, clock *tclock, ttl time.Duration) *Tiered {
+func replica(t *testing.T, addr string, clock *testkit.Clock, ttl time.Duration) *Tiered {
 	t.Helper()
 	tr := newTiered(t, addr, clock, ttl)
 	run(t, tr)

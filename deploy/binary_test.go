@@ -167,7 +167,7 @@ func TestDockerignore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ig := parseDockerignore(string(b))
-	for _, p := range []string{"go.mod", "go.sum", "deploy/build.sh", "cmd/userproxy/main.go", "proxy/handler.go", "upstream/upstreamtest/handler.go"} {
+	for _, p := range []string{"go.mod", "go.sum", "deploy/build.sh", "cmd/userproxy/main.go", "proxy/handler.go", "upstream/fakeupstream/handler.go"} {
 		if ig.excludes(p) {
 			t.Errorf("%s: excluded from the build context, but the image build needs it", p)
 		}

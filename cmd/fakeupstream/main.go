@@ -1,14 +1,14 @@
-// Command fakeupstream serves upstreamtest's fake of the CommPeak Dialer
-// user API, for demos, manual testing and load tests:
+// Command fakeupstream serves package fakeupstream's fake of the CommPeak
+// Dialer user API, for demos, manual testing and load tests:
 //
 //	fakeupstream -listen 127.0.0.1:8081 -users 1000 -latency 20ms -fault none
 //
-// It accepts upstreamtest.DemoCredentials (printed at start), or the
+// It accepts fakeupstream.DemoCredentials (printed at start), or the
 // fake API users given with -credentials. For load tests with many users,
 // -lazy builds each user on its first request instead of at start. Faults and
 // latency can be changed while it runs through its loopback-only control
 // endpoints, e.g. curl -X POST 'http://127.0.0.1:8081/_fake/fault?mode=503'
-// (see the upstreamtest package doc). SIGINT or SIGTERM shut it down
+// (see the fakeupstream package doc). SIGINT or SIGTERM shut it down
 // gracefully, releasing any hung requests first.
 package main
 
@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/userproxy/userproxy/upstream/upstreamtest"
+	"github.com/userproxy/userproxy/upstream/fakeupstream"
 )
 
 // shutdownTimeout bounds graceful shutdown; in-flight answers are small and
@@ -43,7 +43,7 @@ func main() {
 	credList := flag.String("credentials", "", "comma-separated user:password:tenant fake API users to accept instead of the demo ones")
 	flag.Parse()
 
-	fault, err := upstreamtest.ParseFault(*faultName)
+	fault, err := fakeupstream.ParseFault(*faultName)
 	if err != nil {
 		log.Fatalf("fakeupstream: %v", err)
 	}
@@ -55,9 +55,9 @@ func main() {
 		log.Fatalf("fakeupstream: -credentials: %v", err)
 	}
 	if len(creds) == 0 {
-		creds = upstreamtest.DemoCredentials()
+		creds = fakeupstream.DemoCredentials()
 	}
-	h := upstreamtest.NewHandler(upstreamtest.Options{Users: *users, Latency: *latency, Lazy: *lazy, Credentials: creds})
+	h := fakeupstream.NewHandler(fakeupstream.Options{Users: *users, Latency: *latency, Lazy: *lazy, Credentials: creds})
 	h.SetFault(fault)
 
 	ln, err := net.Listen("tcp", *listen)
@@ -75,7 +75,7 @@ func main() {
 // printBanner tells the user how to call the fake. The credentials are
 // fake ones (the public demo ones, or test values given with
 // -credentials), not secrets.
-func printBanner(w io.Writer, addr string, creds []upstreamtest.Credential) {
+func printBanner(w io.Writer, addr string, creds []fakeupstream.Credential) {
 	fmt.Fprintf(w, "fake CommPeak user API on http://%s\n", addr)
 	for _, c := range creds {
 		fmt.Fprintf(w, "  credentials %s:%s (tenant %s)\n", c.Username, c.Password, c.Tenant)
@@ -87,7 +87,7 @@ func printBanner(w io.Writer, addr string, creds []upstreamtest.Credential) {
 
 // serve answers on ln with h until ctx is done, then shuts down gracefully:
 // hung requests are released first so Shutdown does not wait on them.
-func serve(ctx context.Context, ln net.Listener, h *upstreamtest.Handler) error {
+func serve(ctx context.Context, ln net.Listener, h *fakeupstream.Handler) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -115,18 +115,18 @@ func serve(ctx context.Context, ln net.Listener, h *upstreamtest.Handler) error 
 // parseCredentials parses -credentials: comma-separated
 // "user:password:tenant" items. The password may not contain a comma or a
 // colon; none of the parts may be empty. An empty list is nil, nil.
-func parseCredentials(list string) ([]upstreamtest.Credential, error) {
+func parseCredentials(list string) ([]fakeupstream.Credential, error) {
 	if list == "" {
 		return nil, nil
 	}
-	var creds []upstreamtest.Credential
+	var creds []fakeupstream.Credential
 	for i, item := range strings.Split(list, ",") {
 		parts := strings.Split(item, ":")
 		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			// Say which item, not what it held: it holds a password.
 			return nil, fmt.Errorf("item %d is not user:password:tenant", i+1)
 		}
-		creds = append(creds, upstreamtest.Credential{Username: parts[0], Password: parts[1], Tenant: parts[2]})
+		creds = append(creds, fakeupstream.Credential{Username: parts[0], Password: parts[1], Tenant: parts[2]})
 	}
 	return creds, nil
 }

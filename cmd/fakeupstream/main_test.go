@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/userproxy/userproxy/upstream/upstreamtest"
 	"go.uber.org/goleak"
+
+	"github.com/userproxy/userproxy/internal/testkit"
+	"github.com/userproxy/userproxy/upstream/fakeupstream"
 )
 
 func TestMain(m *testing.M) {
@@ -25,17 +27,15 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := upstreamtest.NewHandler(upstreamtest.Options{Users: 3})
+	h := fakeupstream.NewHandler(fakeupstream.Options{Users: 3})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
 	go func() { served <- serve(ctx, ln, h) }()
 
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := testkit.HTTPClient(t)
 	url := "http://" + ln.Addr().String() + "/api/users/1"
-	demo := upstreamtest.DemoCredentials()[0]
+	demo := fakeupstream.DemoCredentials()[0]
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 		t.Fatalf("got status %d, want 200", resp.StatusCode)
 	}
 
-	h.SetFault(upstreamtest.FaultHang)
+	h.SetFault(fakeupstream.FaultHang)
 	hung := make(chan error, 1)
 	go func() {
 		resp, err := c.Do(req.Clone(context.Background()))
@@ -60,21 +60,17 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 		hung <- err
 	}()
 	// Wait until the request is held by the handler, via its own stats.
-	for h.Stats().Hanging == 0 {
+	testkit.WaitFor(t, 10*time.Second, "the request to hang", func() bool {
 		select {
 		case err := <-hung:
 			t.Fatalf("got hung request ended early: %v", err)
-		case <-time.After(time.Millisecond):
+		default:
 		}
-	}
+		return h.Stats().Hanging > 0
+	})
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("got serve error %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return within 5s of cancel with a hung request")
+	if err := testkit.Receive(t, 5*time.Second, "serve to return after cancel with a hung request", served); err != nil {
+		t.Errorf("got serve error %v, want nil", err)
 	}
 	if err := <-hung; err == nil {
 		t.Error("got a response to a hung request, want a dropped connection")
@@ -83,7 +79,7 @@ func TestServeShutsDownWithHungRequest(t *testing.T) {
 
 func TestPrintBanner(t *testing.T) {
 	var b bytes.Buffer
-	printBanner(&b, "127.0.0.1:8081", upstreamtest.DemoCredentials())
+	printBanner(&b, "127.0.0.1:8081", fakeupstream.DemoCredentials())
 	out := b.String()
 	for _, want := range []string{"http://127.0.0.1:8081", "demo:demo-password", "curl -u demo:demo-password http://127.0.0.1:8081/api/users/1"} {
 		if !strings.Contains(out, want) {
@@ -95,12 +91,12 @@ func TestPrintBanner(t *testing.T) {
 func TestParseCredentials(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    []upstreamtest.Credential
+		want    []fakeupstream.Credential
 		wantErr bool
 	}{
 		{in: "", want: nil},
-		{in: "a:pa:t1", want: []upstreamtest.Credential{{Username: "a", Password: "pa", Tenant: "t1"}}},
-		{in: "a:pa:t1,b:pb:t1", want: []upstreamtest.Credential{
+		{in: "a:pa:t1", want: []fakeupstream.Credential{{Username: "a", Password: "pa", Tenant: "t1"}}},
+		{in: "a:pa:t1,b:pb:t1", want: []fakeupstream.Credential{
 			{Username: "a", Password: "pa", Tenant: "t1"}, {Username: "b", Password: "pb", Tenant: "t1"}}},
 		{in: "a:s3cr3t", wantErr: true},
 		{in: "a:s3cr3t:x:t", wantErr: true},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -347,13 +348,8 @@ func TestMaxProcsFollowsLoad(t *testing.T) {
 	}
 	close(block)
 	for _, want := range []int{wantLow, wantHigh} {
-		select {
-		case got := <-set:
-			if got != want {
-				t.Fatalf("GOMAXPROCS set to %d, want %d (low %d, high %d)", got, want, wantLow, wantHigh)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("GOMAXPROCS not set to %d", want)
+		if got := testkit.Receive(t, 10*time.Second, fmt.Sprintf("GOMAXPROCS to be set to %d", want), set); got != want {
+			t.Fatalf("GOMAXPROCS set to %d, want %d (low %d, high %d)", got, want, wantLow, wantHigh)
 		}
 	}
 	restore()

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/userproxy/userproxy/upstream/upstreamtest"
+	"github.com/userproxy/userproxy/upstream/fakeupstream"
 )
 
 // demoLatency makes the fake upstream about as slow as a real API across the
@@ -26,7 +26,7 @@ func startDemoUpstream(cfg *Config, log *slog.Logger) (stop func(), err error) {
 		return nil, fmt.Errorf("starting demo upstream: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           upstreamtest.NewHandler(upstreamtest.Options{Latency: demoLatency}),
+		Handler:           fakeupstream.NewHandler(fakeupstream.Options{Latency: demoLatency}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go srv.Serve(ln)
@@ -46,7 +46,7 @@ func startDemoUpstream(cfg *Config, log *slog.Logger) (stop func(), err error) {
 }
 
 func printDemo(w io.Writer, proxyAddr, adminAddr net.Addr, upstreamURL string) {
-	creds := upstreamtest.DemoCredentials()
+	creds := fakeupstream.DemoCredentials()
 	fmt.Fprintf(w, "\nuserproxy demo\n  proxy:    http://%s\n  admin:    http://%s/metrics  /healthz  /readyz\n  upstream: %s (fake, %s latency, users 1..50)\n\n",
 		proxyAddr, adminAddr, upstreamURL, demoLatency)
 	fmt.Fprintf(w, "Try it (run twice: a miss, then a hit; watch Cache-Status):\n  curl -i -u %s:%s http://%s/api/users/1\n",

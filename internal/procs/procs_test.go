@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestParseStat(t *testing.T) {
@@ -180,13 +182,8 @@ func TestRun(t *testing.T) {
 	}
 	expectSet := func(want int) {
 		t.Helper()
-		select {
-		case got := <-sets:
-			if got != want {
-				t.Fatalf("GOMAXPROCS set to %d, want %d", got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("GOMAXPROCS not set, want %d", want)
+		if got := testkit.Receive(t, 10*time.Second, fmt.Sprintf("GOMAXPROCS to be set to %d", want), sets); got != want {
+			t.Fatalf("GOMAXPROCS set to %d, want %d", got, want)
 		}
 	}
 	expectNoSet := func() {

@@ -8,7 +8,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // EnvServerBinary names the environment variable that, when set, is the path of
@@ -146,7 +147,9 @@ func (s *Server) signal(sig os.Signal) {
 
 // start launches redis-server on s.port and waits for it to become ready.
 func (s *Server) start() error {
-	log := &lockedBuffer{}
+	// exec writes the output from its own goroutine while a failing start
+	// reads it.
+	log := &testkit.SyncBuffer{}
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -210,7 +213,7 @@ func waitReady(addr string, pid int, done <-chan struct{}) error {
 
 // serverPID asks the server on addr for its process id (INFO server),
 // without a Redis client library so that this package depends on nothing
-// but the standard library.
+// outside the standard library but testkit.
 func serverPID(addr string) (int, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -271,23 +274,4 @@ func freePort() (int, error) {
 		return 0, errors.New("finding a free port: listener address is not TCP")
 	}
 	return addr.Port, nil
-}
-
-// lockedBuffer collects process output; exec writes to it from its own
-// goroutine while a failing test may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex // protects buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

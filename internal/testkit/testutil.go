@@ -1,6 +1,7 @@
 // Package testkit holds the small helpers several packages' tests share:
-// waiting on a condition (never a bare sleep) and a log buffer that
-// concurrent writers may use.
+// waiting on a condition or a channel (never a bare sleep), a fake clock to
+// inject instead of sleeping, a log buffer that concurrent writers may use,
+// and an HTTP client that leaves no connections behind.
 package testkit
 
 import (
@@ -23,6 +24,24 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		<-tick.C
+	}
+}
+
+// Receive waits for a value on ch and returns it, and fails tb after
+// timeout, naming what it waited for (then it returns the zero value, if
+// tb.Fatalf returns at all). As with WaitFor, the timeout is a bound for
+// "never happens": a stuck release shows as a failure, not a hung binary.
+func Receive[T any](tb testing.TB, timeout time.Duration, what string, ch <-chan T) T {
+	tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-t.C:
+		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		var zero T
+		return zero
 	}
 }
 

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,6 +42,25 @@ func TestWaitForFailsAfterTheTimeout(t *testing.T) {
 	})
 	if f.msg == "" || calls < 2 {
 		t.Errorf("got message %q after %d polls, want a timeout failure", f.msg, calls)
+	}
+}
+
+func TestReceiveReturnsTheValue(t *testing.T) {
+	ch := make(chan string, 1)
+	go func() { ch <- "sent" }()
+	if got := Receive(t, 10*time.Second, "the value", ch); got != "sent" {
+		t.Errorf("got %q, want %q", got, "sent")
+	}
+}
+
+func TestReceiveFailsAfterTheTimeout(t *testing.T) {
+	f := &failRecorder{TB: t}
+	got := Receive(f, 10*time.Millisecond, "a value never sent", make(chan int))
+	if f.msg == "" || got != 0 {
+		t.Errorf("got message %q and value %d, want a timeout failure and 0", f.msg, got)
+	}
+	if !strings.Contains(f.msg, "a value never sent") {
+		t.Errorf("got message %q, want it to name what it waited for", f.msg)
 	}
 }
 

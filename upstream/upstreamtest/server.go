@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Server is a Handler on an httptest server bound to 127.0.0.1.
+// Server is a fakeupstream Handler on an httptest server bound to 127.0.0.1.
 type Server struct {
 	*Handler
 	// URL is the base URL, "http://127.0.0.1:PORT", with no trailing slash.
@@ -22,13 +22,7 @@ type Server struct {
 // t.Cleanup. It fails t if it cannot listen on 127.0.0.1.
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
-	return startServer(t, NewHandler(opts))
-}
-
-// startServer serves h as NewServer does. Tests use it to set h's test
-// hooks before any request goroutine can read them.
-func startServer(t testing.TB, h *Handler) *Server {
-	t.Helper()
+	h := NewHandler(opts)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("upstreamtest: listening on 127.0.0.1: %v", err)

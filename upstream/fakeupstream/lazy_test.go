@@ -1,19 +1,21 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // TestLazyMatchesEager checks that Options.Lazy changes when users are
 // built, not what a client sees: the same bodies for seeded ids, the same
 // 404s for everything else.
 func TestLazyMatchesEager(t *testing.T) {
-	eager := NewServer(t, Options{Users: 20})
-	lazy := NewServer(t, Options{Users: 20, Lazy: true})
-	c := newClient(t)
+	eager := newServer(t, Options{Users: 20})
+	lazy := newServer(t, Options{Users: 20, Lazy: true})
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		id   string
 		want int
@@ -57,8 +59,8 @@ func TestLazyMatchesEager(t *testing.T) {
 // TestLazyWrites checks that a PUT reaches a seeded user that was never
 // read, and that POST still creates the id after the seeded range.
 func TestLazyWrites(t *testing.T) {
-	s := NewServer(t, Options{Users: 10, Lazy: true})
-	c := newClient(t)
+	s := newServer(t, Options{Users: 10, Lazy: true})
+	c := testkit.HTTPClient(t)
 
 	resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/4", &demo, `{"first_name":"Zed"}`)
 	wantStatus(t, resp, body, http.StatusOK)

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -179,7 +179,7 @@ func writeMember(b *bytes.Buffer, name string, v any) {
 	k, _ := json.Marshal(name)
 	val, err := json.Marshal(v)
 	if err != nil {
-		panic(fmt.Sprintf("upstreamtest: encoding %s: %v", name, err))
+		panic(fmt.Sprintf("fakeupstream: encoding %s: %v", name, err))
 	}
 	b.Write(k)
 	b.WriteByte(':')

@@ -1,15 +1,17 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestControlEndpoints(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	stats := func(t *testing.T) Stats {
 		t.Helper()
 		resp, body := do(t, c, http.MethodGet, s.URL+"/_fake/stats", nil, "")
@@ -48,8 +50,8 @@ func TestControlEndpoints(t *testing.T) {
 }
 
 func TestControlErrors(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		name, method, path string
 		wantCode           int

@@ -1,7 +1,10 @@
-// Package upstreamtest is a fake of the CommPeak Dialer Core API's user
-// endpoints, faithful to the seed page ("Get user"): HTTP Basic auth, a JSON
-// array holding one user object with all 24 documented fields, every scalar
-// a string. It serves tests, the proxy's demo mode and benchmarks.
+// Package fakeupstream is a fake of the upstream API for the demo and
+// tests: the CommPeak Dialer Core API's user endpoints, faithful to the seed
+// page ("Get user"): HTTP Basic auth, a JSON array holding one user object
+// with all 24 documented fields, every scalar a string. It serves the
+// proxy's demo mode, cmd/fakeupstream and benchmarks as a plain
+// http.Handler; tests start it on an httptest server through package
+// upstreamtest.
 //
 // Each credential maps to a tenant; tenants see different (deterministic)
 // data for the same id, so a response leaked across credentials is
@@ -19,8 +22,10 @@
 // 127.0.0.1 anyway. Each answers JSON (the new Stats on success); a bad
 // query is 400, a wrong method 405.
 //
-// The package imports no other package of the project.
-package upstreamtest
+// The package imports no other package of the project, and neither testing
+// nor net/http/httptest: the production binary links it for its demo mode,
+// and cmd/userproxy's TestBinaryLinksNoTestPackages keeps it that way.
+package fakeupstream
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestParseFaultRoundTrip(t *testing.T) {
@@ -51,8 +53,8 @@ func TestParseFaultRoundTrip(t *testing.T) {
 // TestFaultResponses covers every fault that answers; hang, slow-body and
 // reset have their own tests below.
 func TestFaultResponses(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	user1, _ := s.User(demo.Tenant, "1")
 	tests := []struct {
 		fault          Fault
@@ -111,8 +113,8 @@ func wantErrorJSON(t *testing.T, body []byte) {
 }
 
 func TestFaultsSpareAuthAndWrites(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	s.SetFault(FaultServerError)
 	resp, body := get(t, c, s, nil, "1")
 	wantStatus(t, resp, body, http.StatusUnauthorized)
@@ -132,7 +134,7 @@ func TestFaultHangReleasesOnClientCancel(t *testing.T) {
 	h.testHookHangEnd = func() { released <- struct{}{} }
 	s := startServer(t, h)
 	s.SetFault(FaultHang)
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -164,44 +166,13 @@ func TestFaultHangReleasesOnClientCancel(t *testing.T) {
 	}
 }
 
-func TestServerCloseDoesNotWaitOnHang(t *testing.T) {
-	h := NewHandler(Options{})
-	entered := make(chan struct{}, 1)
-	h.testHookHang = func() { entered <- struct{}{} }
-	s := startServer(t, h)
-	s.SetFault(FaultHang)
-	c := newClient(t)
-	errc := make(chan error, 1)
-	req := newRequest(t, context.Background(), http.MethodGet, s.URL+"/api/users/1", &demo, "")
-	go func() {
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	receive(t, entered, "the request to hang")
-	closed := make(chan struct{})
-	go func() {
-		s.Close()
-		close(closed)
-	}()
-	receive(t, closed, "Server.Close")
-	if err := receive(t, errc, "the client to return"); err == nil {
-		t.Error("got a response from a closed server, want an error")
-	}
-	if _, err := c.Get(s.URL + "/api/users/1"); err == nil {
-		t.Error("got a connection to a closed server, want an error")
-	}
-}
-
 func TestFaultSlowBody(t *testing.T) {
 	t.Run("whole body arrives", func(t *testing.T) {
 		h := NewHandler(Options{})
 		h.slowInterval = time.Millisecond
 		s := startServer(t, h)
 		s.SetFault(FaultSlowBody)
-		c := newClient(t)
+		c := testkit.HTTPClient(t)
 		want, _ := s.User(demo.Tenant, "2")
 		resp, body := get(t, c, s, &demo, "2")
 		wantStatus(t, resp, body, http.StatusOK)
@@ -216,7 +187,7 @@ func TestFaultSlowBody(t *testing.T) {
 		h.slowInterval = time.Hour // nothing after the headers
 		s := startServer(t, h)
 		s.SetFault(FaultSlowBody)
-		c := newClient(t)
+		c := testkit.HTTPClient(t)
 		want, _ := s.User(demo.Tenant, "2")
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
@@ -241,7 +212,7 @@ func TestFaultSlowBody(t *testing.T) {
 }
 
 func TestFaultReset(t *testing.T) {
-	s := NewServer(t, Options{})
+	s := newServer(t, Options{})
 	s.SetFault(FaultReset)
 	// No keep-alive: each attempt is a fresh connection, so the transport
 	// does not retry and the count below is exact.
@@ -261,6 +232,6 @@ func TestFaultReset(t *testing.T) {
 	}
 	// The server keeps serving after a reset.
 	s.SetFault(FaultNone)
-	resp, body := get(t, newClient(t), s, &demo, "1")
+	resp, body := get(t, testkit.HTTPClient(t), s, &demo, "1")
 	wantStatus(t, resp, body, http.StatusOK)
 }

@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // seedFields are the 24 properties of the seed page's user object, copied
@@ -26,8 +28,8 @@ var seedFields = []string{
 }
 
 func TestGetUserHasAllSeedFields(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	for _, id := range []string{"1", "2", "17", "50"} {
 		t.Run("id="+id, func(t *testing.T) {
 			resp, body := get(t, c, s, &demo, id)
@@ -104,8 +106,8 @@ func checkRealistic(t *testing.T, f map[string]string, id, tenant string) {
 }
 
 func TestGetIsByteStableAndMatchesUser(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	want, ok := s.User(demo.Tenant, "7")
 	if !ok {
 		t.Fatal("got no user 7 for tenant acme, want one")
@@ -133,8 +135,8 @@ func TestGetIsByteStableAndMatchesUser(t *testing.T) {
 }
 
 func TestTenantsSeeDifferentData(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	for _, id := range []string{"1", "2", "3", "50"} {
 		_, a := get(t, c, s, &demo, id)
 		_, b := get(t, c, s, &demo2, id)
@@ -153,12 +155,12 @@ func TestTenantsSeeDifferentData(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	s := NewServer(t, Options{Credentials: []Credential{
+	s := newServer(t, Options{Credentials: []Credential{
 		{Username: "alice", Password: "a-secret", Tenant: "acme"},
 		{Username: "bob", Password: "b-secret", Tenant: "acme"},
 		{Username: "carol", Password: "c-secret", Tenant: "globex"},
 	}})
-	c := newClient(t)
+	c := testkit.HTTPClient(t)
 	acme1, _ := s.User("acme", "1")
 	globex1, _ := s.User("globex", "1")
 	tests := []struct {
@@ -208,8 +210,8 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
-	s := NewServer(t, Options{Users: 3})
-	c := newClient(t)
+	s := newServer(t, Options{Users: 3})
+	c := testkit.HTTPClient(t)
 	tests := []struct {
 		name, method, path string
 		wantCode           int
@@ -245,8 +247,8 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestHead(t *testing.T) {
-	s := NewServer(t, Options{})
-	c := newClient(t)
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
 	want, _ := s.User(demo.Tenant, "1")
 	resp, body := do(t, c, http.MethodHead, s.URL+"/api/users/1", &demo, "")
 	wantStatus(t, resp, body, http.StatusOK)
@@ -259,8 +261,8 @@ func TestHead(t *testing.T) {
 }
 
 func TestCountsUnderConcurrency(t *testing.T) {
-	s := NewServer(t, Options{Users: 5})
-	c := newClient(t)
+	s := newServer(t, Options{Users: 5})
+	c := testkit.HTTPClient(t)
 	const workers, perWorker = 8, 30
 	bad := Credential{Username: "demo", Password: "nope"}
 	var wg sync.WaitGroup
@@ -318,8 +320,8 @@ func TestCountsUnderConcurrency(t *testing.T) {
 
 func TestLatency(t *testing.T) {
 	const d = 40 * time.Millisecond
-	s := NewServer(t, Options{Latency: d})
-	c := newClient(t)
+	s := newServer(t, Options{Latency: d})
+	c := testkit.HTTPClient(t)
 	start := time.Now()
 	resp, body := get(t, c, s, &demo, "1")
 	wantStatus(t, resp, body, http.StatusOK)

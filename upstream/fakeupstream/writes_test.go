@@ -1,4 +1,4 @@
-package upstreamtest
+package fakeupstream
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // firstUser decodes a one-element user array into its string fields.
@@ -44,8 +46,8 @@ func TestUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewServer(t, Options{})
-			c := newClient(t)
+			s := newServer(t, Options{})
+			c := testkit.HTTPClient(t)
 			before, _ := s.User(demo.Tenant, tt.id)
 			other, _ := s.User(demo2.Tenant, tt.id)
 			resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/"+tt.id, tt.cred, tt.body)
@@ -87,8 +89,8 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestCreate(t *testing.T) {
-	s := NewServer(t, Options{Users: 10})
-	c := newClient(t)
+	s := newServer(t, Options{Users: 10})
+	c := testkit.HTTPClient(t)
 	resp, body := do(t, c, http.MethodPost, s.URL+"/api/users", &demo, `{"first_name":"Nia","username":"nia"}`)
 	wantStatus(t, resp, body, http.StatusCreated)
 	if got, want := resp.Header.Get("Location"), "/api/users/11"; got != want {
