@@ -18,6 +18,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/proxy/readthrough"
@@ -91,37 +92,17 @@ func newRedisStore(t *testing.T, rawURL string, opts cache.RedisOptions) *cache.
 	return cache.NewRedis(client, opts)
 }
 
-// clock is an injectable time source.
-type clock struct {
-	mu  sync.Mutex // protects now
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)} }
-
 // testClocks holds one clock per test, shared by its envs and its stores
 // (the in-process tier judges freshness and its lease by it, so it must
 // see the time the handler sees).
-var testClocks sync.Map // *testing.T → *clock
+var testClocks sync.Map // *testing.T → *testkit.Clock
 
-func clockFor(t *testing.T) *clock {
-	c, loaded := testClocks.LoadOrStore(t, newClock())
+func clockFor(t *testing.T) *testkit.Clock {
+	c, loaded := testClocks.LoadOrStore(t, testkit.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)))
 	if !loaded {
 		t.Cleanup(func() { testClocks.Delete(t) })
 	}
-	return c.(*clock)
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	return c.(*testkit.Clock)
 }
 
 // env is one proxy in front of one fake upstream.
@@ -134,7 +115,7 @@ type env struct {
 	srv    *testServer
 	m      *metrics.Metrics
 	reg    *prometheus.Registry
-	clock  *clock
+	clock  *testkit.Clock
 	store  readthrough.Store
 }
 
