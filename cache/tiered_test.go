@@ -32,10 +32,7 @@ func newTiered(t *testing.T, addr string, clock *testkit.Clock, ttl time.Duratio
 // subscription to be confirmed: the tier has been flushed and holds a lease.
 func run(t *testing.T, tr *Tiered) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testkit.Go(t, func(ctx context.Context) { tr.Run(ctx) })
 	waitFor(t, 10*time.Second, func() bool { return tr.Stats().Subscribes > 0 })
 }
 

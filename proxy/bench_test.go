@@ -107,10 +107,7 @@ func tierStore(b *testing.B) *cache.Tiered {
 	}
 	// The tier answers only while its invalidation feed holds a lease:
 	// run the feed, as the binary does, and wait for the first one.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tier.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	testkit.Go(b, func(ctx context.Context) { tier.Run(ctx) })
 	testkit.WaitFor(b, 5*time.Second, "the tier's first lease", func() bool { return tier.Stats().LeaseValid })
 	return tier
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -175,7 +176,7 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	}
 	f := frontRequests.Get().(*frontRequest)
 	f.scan(&c.Request.Header)
-	fwd := f.in.forward(&f.genID)
+	fwd, _ := f.in.forward(&f.genID) // read only while the request is served
 	c.Response.Header.Set(RequestIDHeader, fwd.RequestID)
 
 	var o readthrough.Outcome
@@ -279,3 +280,7 @@ func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
 }
+
+// unsafeString views b as a string without copying. The string is valid
+// only as long as b is unchanged; callers never keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

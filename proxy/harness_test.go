@@ -59,10 +59,7 @@ func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tier.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testkit.Go(t, func(ctx context.Context) { tier.Run(ctx) })
 	// The first subscription flushes the tier: let it happen first.
 	waitFor(t, "the tier to subscribe", func() bool { return tier.Stats().Subscribes > 0 })
 	return tier

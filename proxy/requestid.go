@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"net/http"
-	"strings"
-	"unsafe"
 
 	"github.com/userproxy/userproxy/upstream"
 )
@@ -50,8 +48,10 @@ func WithRequestID(next http.Handler) http.Handler {
 			tracestates:  r.Header["Tracestate"],
 		}
 		var gen [requestIDLen]byte
-		fwd := in.forward(&gen)
-		fwd.RequestID = strings.Clone(fwd.RequestID) // it may be gen, on this stack
+		fwd, generated := in.forward(&gen)
+		if generated {
+			fwd.RequestID = string(gen[:]) // out of this frame's gen
+		}
 		w.Header()[RequestIDHeader] = []string{fwd.RequestID}
 		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), &fwd)))
 	})
@@ -70,14 +70,13 @@ type received struct {
 // X-Request-Id if it is the only one and 1 to 128 visible ASCII
 // characters, else a fresh id written into gen; the W3C trace context only
 // if well formed and not oversized. The strings alias the received values
-// or gen.
-func (in *received) forward(gen *[requestIDLen]byte) upstream.Forward {
-	var fwd upstream.Forward
+// or gen; generated says the id is gen's.
+func (in *received) forward(gen *[requestIDLen]byte) (fwd upstream.Forward, generated bool) {
 	if len(in.ids) == 1 && visibleASCII(in.ids[0], maxRequestIDLen) {
 		fwd.RequestID = in.ids[0]
 	} else {
 		putRequestID(gen)
-		fwd.RequestID = unsafeString(gen[:])
+		fwd.RequestID, generated = unsafeString(gen[:]), true
 	}
 	if len(in.traceparents) == 1 && visibleASCII(in.traceparents[0], maxTraceparent) {
 		fwd.Traceparent = in.traceparents[0]
@@ -87,7 +86,7 @@ func (in *received) forward(gen *[requestIDLen]byte) upstream.Forward {
 			}
 		}
 	}
-	return fwd
+	return fwd, generated
 }
 
 // requestIDLen is the length of a generated request id.
@@ -158,7 +157,3 @@ func joinList(vs []string) string {
 	}
 	return string(b)
 }
-
-// unsafeString views b as a string without copying. The string is valid
-// only as long as b is unchanged; callers never keep it.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -65,4 +66,15 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Go runs fn on a goroutine of its own until the test ends: its context is
+// cancelled at cleanup, which then waits for fn to return, so nothing it
+// started outlives the test.
+func Go(tb testing.TB, fn func(ctx context.Context)) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); fn(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
 }

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -73,5 +74,17 @@ func TestSyncBufferConcurrentWriters(t *testing.T) {
 	wg.Wait()
 	if got := len(b.String()); got != 16 {
 		t.Errorf("length: got %d, want 16", got)
+	}
+}
+
+func TestGoStopsAtCleanup(t *testing.T) {
+	stopped := make(chan struct{})
+	t.Run("inner", func(t *testing.T) {
+		Go(t, func(ctx context.Context) { <-ctx.Done(); close(stopped) })
+	})
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("fn still running after the test's cleanup, want it stopped")
 	}
 }
