@@ -176,7 +176,11 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	}
 	f := frontRequests.Get().(*frontRequest)
 	f.scan(&c.Request.Header)
-	fwd, _ := f.in.forward(&f.genID) // read only while the request is served
+	fwd := f.in.forward()
+	if fwd.RequestID == "" {
+		putRequestID(&f.genID)
+		fwd.RequestID = unsafeString(f.genID[:]) // read only while the request is served
+	}
 	c.Response.Header.Set(RequestIDHeader, fwd.RequestID)
 
 	var o readthrough.Outcome

@@ -55,6 +55,7 @@ type Handler struct {
 	validID     func(string) bool
 	honorCC     bool
 	passthrough *httputil.ReverseProxy // nil when disabled
+	replayed    replayedFields         // stored header fields as net/http takes them
 	m           *metrics.Metrics
 	log         *slog.Logger
 	now         func() time.Time

@@ -50,14 +50,14 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		req.Forward = *f
 	}
 	o := h.eng.Get(r.Context(), req)
-	writeOutcome(w, r.Method == http.MethodHead, &o)
+	h.writeOutcome(w, r.Method == http.MethodHead, &o)
 	h.observe(o.Result, o.Status, start)
 }
 
 // writeOutcome renders o: the net/http twin of renderOutcome (fasthttp.go).
 // Header values come precomputed where a hit would otherwise allocate
 // (render.go).
-func writeOutcome(w http.ResponseWriter, head bool, o *readthrough.Outcome) {
+func (h *Handler) writeOutcome(w http.ResponseWriter, head bool, o *readthrough.Outcome) {
 	if o.Status == statusClientGone {
 		return
 	}
@@ -73,9 +73,7 @@ func writeOutcome(w http.ResponseWriter, head bool, o *readthrough.Outcome) {
 		writeJSONError(w, o.Status, o.Err)
 		return
 	}
-	for name, value := range o.Header.All() {
-		hdr.Add(string(name), string(value))
-	}
+	h.replayed.replay(hdr, o.Header)
 	hdr["Age"] = intValue(o.Age)
 	if o.NotModified() {
 		w.WriteHeader(o.Status)

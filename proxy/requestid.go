@@ -47,10 +47,11 @@ func WithRequestID(next http.Handler) http.Handler {
 			traceparents: r.Header["Traceparent"],
 			tracestates:  r.Header["Tracestate"],
 		}
-		var gen [requestIDLen]byte
-		fwd, generated := in.forward(&gen)
-		if generated {
-			fwd.RequestID = string(gen[:]) // out of this frame's gen
+		fwd := in.forward()
+		if fwd.RequestID == "" {
+			var gen [requestIDLen]byte
+			putRequestID(&gen)
+			fwd.RequestID = string(gen[:])
 		}
 		w.Header()[RequestIDHeader] = []string{fwd.RequestID}
 		next.ServeHTTP(w, r.WithContext(upstream.WithForward(r.Context(), &fwd)))
@@ -68,15 +69,12 @@ type received struct {
 
 // forward returns the request's id and trace context: the client's
 // X-Request-Id if it is the only one and 1 to 128 visible ASCII
-// characters, else a fresh id written into gen; the W3C trace context only
-// if well formed and not oversized. The strings alias the received values
-// or gen; generated says the id is gen's.
-func (in *received) forward(gen *[requestIDLen]byte) (fwd upstream.Forward, generated bool) {
+// characters, else none (the caller then generates one with
+// putRequestID); the W3C trace context only if well formed and not
+// oversized. The strings alias the received values.
+func (in *received) forward() (fwd upstream.Forward) {
 	if len(in.ids) == 1 && visibleASCII(in.ids[0], maxRequestIDLen) {
 		fwd.RequestID = in.ids[0]
-	} else {
-		putRequestID(gen)
-		fwd.RequestID, generated = unsafeString(gen[:]), true
 	}
 	if len(in.traceparents) == 1 && visibleASCII(in.traceparents[0], maxTraceparent) {
 		fwd.Traceparent = in.traceparents[0]
@@ -86,7 +84,7 @@ func (in *received) forward(gen *[requestIDLen]byte) (fwd upstream.Forward, gene
 			}
 		}
 	}
-	return fwd, generated
+	return fwd
 }
 
 // requestIDLen is the length of a generated request id.

@@ -66,7 +66,7 @@ func (e *Engine) getCached(ctx context.Context, r *Request, k cache.Key, cred up
 		}
 		var err error
 		var epoch uint64
-		en, gen, ok, epoch, err = e.read(ctx, k, l.written)
+		en, gen, ok, epoch, err = e.read(k, l.written)
 		l.seen = lookupResult{gen: gen, done: true, err: err != nil, epoch: epoch}
 	}
 	if ok {

@@ -66,16 +66,17 @@ type storeRead struct {
 // begun under the same write epoch is shared: after a write through this
 // process, new requests read for themselves. ended is the key's count of
 // ended fills from before the read, when there is no tier (see fill.go).
-func (e *Engine) read(ctx context.Context, k cache.Key, written uint64) (en cache.Entry, gen uint64, ok bool, ended uint64, err error) {
+func (e *Engine) read(k cache.Key, written uint64) (en cache.Entry, gen uint64, ok bool, ended uint64, err error) {
 	sr, shared, err := e.reads.Do(keyEpoch{k, written}, e.m.SharedReads.Inc, func() (storeRead, error) {
 		var sr storeRead
 		if e.local == nil {
 			sr.ended = e.endedNow(k) // before the read
 		}
-		// Others may wait on this read: it must not end with this
-		// request's client (the cache budget bounds it).
+		// The read serves every request that joins it, so it carries
+		// none of one request's cancellation or values (and costs no
+		// context of its own): the cache budget bounds it.
 		var err error
-		sr.e, sr.gen, sr.ok, err = e.lookupStore(context.WithoutCancel(ctx), k)
+		sr.e, sr.gen, sr.ok, err = e.lookupStore(context.Background(), k)
 		return sr, err
 	})
 	if shared && err != nil {
