@@ -184,7 +184,7 @@ func TestNewUniversalClientTalksToRedis(t *testing.T) {
 	if err := r.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: got %v, want nil", err)
 	}
-	if stats := r.PoolStats(); stats == nil || stats.TotalConns == 0 {
+	if stats := r.PoolStats(); stats.TotalConns == 0 {
 		t.Errorf("got pool stats %+v, want at least one connection", stats)
 	}
 }

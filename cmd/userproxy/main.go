@@ -22,8 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/procs"
@@ -117,8 +115,8 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		defer client.Close()
 		cacheGauge := m.BreakerState.WithLabelValues("cache")
 		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, AutoPipeline: cfg.RedisAutoPipe, Breaker: cache.BreakerOptions{
-			OnStateChange: func(from, to gobreaker.State) {
-				cacheGauge.Set(breakerValue(to))
+			OnStateChange: func(from, to cache.BreakerState) {
+				cacheGauge.Set(float64(to))
 				log.Warn("cache circuit breaker changed state; failing open to the upstream while not closed",
 					"from", from.String(), "to", to.String())
 			},
@@ -170,8 +168,8 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
 			m.UpstreamDuration.Observe(elapsed.Seconds())
 		},
-		OnStateChange: func(from, to gobreaker.State) {
-			breakerGauge.Set(breakerValue(to))
+		OnStateChange: func(from, to upstream.BreakerState) {
+			breakerGauge.Set(float64(to))
 			log.Warn("upstream circuit breaker changed state", "from", from.String(), "to", to.String())
 		},
 	})
@@ -451,18 +449,7 @@ func applyMemoryLimit(cfg Config, lookupEnv func(string) (string, bool), log *sl
 	return func() { debug.SetMemoryLimit(prev) }
 }
 
-func breakerValue(s gobreaker.State) float64 {
-	switch s {
-	case gobreaker.StateOpen:
-		return metrics.BreakerOpen
-	case gobreaker.StateHalfOpen:
-		return metrics.BreakerHalfOpen
-	default:
-		return metrics.BreakerClosed
-	}
-}
-
-func poolStats(s *redis.PoolStats) metrics.PoolStats {
+func poolStats(s cache.PoolStats) metrics.PoolStats {
 	return metrics.PoolStats{
 		Hits: s.Hits, Misses: s.Misses, Timeouts: s.Timeouts,
 		TotalConns: s.TotalConns, IdleConns: s.IdleConns, Stale: s.StaleConns,

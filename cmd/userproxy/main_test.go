@@ -14,8 +14,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/internal/testkit"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -254,4 +257,26 @@ func grepLines(s, prefix string) string {
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testkit.WaitFor(t, 10*time.Second, what, cond)
+}
+
+// TestBreakerStatesAreTheGaugeValues: main sets
+// userproxy_circuit_breaker_state to float64 of a breaker state, so the
+// states of both packages must be the metric's values.
+func TestBreakerStatesAreTheGaugeValues(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		got, want  float64
+		str, wantS string
+	}{
+		{"cache closed", float64(cache.BreakerClosed), metrics.BreakerClosed, cache.BreakerClosed.String(), "closed"},
+		{"cache half-open", float64(cache.BreakerHalfOpen), metrics.BreakerHalfOpen, cache.BreakerHalfOpen.String(), "half-open"},
+		{"cache open", float64(cache.BreakerOpen), metrics.BreakerOpen, cache.BreakerOpen.String(), "open"},
+		{"upstream closed", float64(upstream.BreakerClosed), metrics.BreakerClosed, upstream.BreakerClosed.String(), "closed"},
+		{"upstream half-open", float64(upstream.BreakerHalfOpen), metrics.BreakerHalfOpen, upstream.BreakerHalfOpen.String(), "half-open"},
+		{"upstream open", float64(upstream.BreakerOpen), metrics.BreakerOpen, upstream.BreakerOpen.String(), "open"},
+	} {
+		if tc.got != tc.want || tc.str != tc.wantS {
+			t.Errorf("%s: got %v %q, want %v %q", tc.name, tc.got, tc.str, tc.want, tc.wantS)
+		}
+	}
 }
