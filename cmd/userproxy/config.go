@@ -130,6 +130,18 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	return fs
 }
 
+// inProcessBytes is the bound of the in-process cache in use: the embedded
+// store without Redis, the tier with it, or 0.
+func (c *Config) inProcessBytes() int64 {
+	switch {
+	case c.RedisURL == "":
+		return c.MemoryMaxBytes
+	case c.L1TTL > 0:
+		return c.L1MaxBytes
+	}
+	return 0
+}
+
 // envName is a flag's environment twin: -cache-ttl → USERPROXY_CACHE_TTL.
 func envName(flagName string) string {
 	return "USERPROXY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
