@@ -106,7 +106,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", true, "batch the cache reads of concurrent requests into shared Redis pipelines, one breaker call per pipeline (see README)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
 	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 50 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
-	fs.IntVar(&c.MaxProcs, "gomaxprocs", 0, "Go scheduler threads running at once, GOMAXPROCS (0 = automatic: when no CPU limit applies, one per CPU while the CPUs have room and four per CPU, at most 32, while they are saturated; under a limit, the Go runtime's choice, which follows it; GOMAXPROCS, if set, wins)")
+	fs.IntVar(&c.MaxProcs, "gomaxprocs", 0, "Go scheduler threads running at once, GOMAXPROCS (0 = the Go runtime's choice: one per CPU, or the container's CPU limit, which it follows; GOMAXPROCS, if set, wins)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
 	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")
@@ -300,7 +300,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-gc-percent: must be 0 (automatic) or a positive percentage, got %d", c.GCPercent)
 	}
 	if c.MaxProcs < 0 {
-		return fmt.Errorf("-gomaxprocs: must be 0 (automatic) or a positive count, got %d", c.MaxProcs)
+		return fmt.Errorf("-gomaxprocs: must be 0 (the runtime's choice) or a positive count, got %d", c.MaxProcs)
 	}
 	if c.MemoryMaxBytes <= 0 {
 		return fmt.Errorf("-memory-max-bytes: must be positive, got %d", c.MemoryMaxBytes)

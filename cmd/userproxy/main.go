@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	defer runtimetune.Apply(ctx, runtimetune.Options{
+	defer runtimetune.Apply(runtimetune.Options{
 		MemoryLimit:    cfg.MemoryLimit,
 		GCPercent:      cfg.GCPercent,
 		MaxProcs:       cfg.MaxProcs,

@@ -8,9 +8,9 @@
 package runtimetune
 
 import (
-	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -25,8 +25,9 @@ type Options struct {
 	// (-gc-percent). Zero means automatic (see GCPercent).
 	GCPercent int
 
-	// MaxProcs is GOMAXPROCS (-gomaxprocs). Zero means automatic (see
-	// MaxProcs).
+	// MaxProcs is GOMAXPROCS (-gomaxprocs). Zero means the Go runtime's
+	// choice: one thread per CPU, or the container's CPU limit, which the
+	// runtime follows while the process runs (Go 1.25+).
 	MaxProcs int
 
 	// InProcessBytes is the size bound of the in-process cache in use: the
@@ -45,7 +46,7 @@ type Options struct {
 // each unless its environment variable is set, and returns the function
 // that puts the previous values back (tests run the proxy more than once
 // in one process).
-func Apply(ctx context.Context, o Options) (restore func()) {
+func Apply(o Options) (restore func()) {
 	if o.LookupEnv == nil {
 		o.LookupEnv = os.LookupEnv
 	}
@@ -54,7 +55,7 @@ func Apply(ctx context.Context, o Options) (restore func()) {
 	}
 	restoreMem := applyMemoryLimit(o)
 	restoreGC := applyGCPercent(o)
-	restoreProcs := applyMaxProcs(ctx, o)
+	restoreProcs := applyMaxProcs(o)
 	return func() {
 		restoreProcs()
 		restoreGC()
@@ -125,4 +126,24 @@ func applyGCPercent(o Options) (restore func()) {
 	prev := debug.SetGCPercent(p)
 	o.Logger.Info("GC percent set", "percent", p)
 	return func() { debug.SetGCPercent(prev) }
+}
+
+// applyMaxProcs sets GOMAXPROCS to -gomaxprocs when that is a count,
+// unless the operator set GOMAXPROCS, which wins. It returns the function
+// that restores the previous value. With 0 nothing is set: the runtime's
+// own choice is right for a proxy (bench/RESULTS.md, "Runtime tuning"),
+// and once set, the runtime no longer follows changes to the container's
+// CPU limit.
+func applyMaxProcs(o Options) (restore func()) {
+	if v, ok := o.LookupEnv("GOMAXPROCS"); ok && v != "" {
+		o.Logger.Info("GOMAXPROCS is set: -gomaxprocs ignored", "gomaxprocs", v)
+		return func() {}
+	}
+	if o.MaxProcs <= 0 {
+		o.Logger.Info("GOMAXPROCS left to the runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
+		return func() {}
+	}
+	prev := runtime.GOMAXPROCS(o.MaxProcs)
+	o.Logger.Info("GOMAXPROCS set", "gomaxprocs", o.MaxProcs, "cpus", runtime.NumCPU())
+	return func() { runtime.GOMAXPROCS(prev) }
 }

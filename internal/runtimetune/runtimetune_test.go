@@ -1,7 +1,6 @@
 package runtimetune
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"runtime"
@@ -99,7 +98,7 @@ func TestApplyRestoresEverything(t *testing.T) {
 	gcBefore := debug.SetGCPercent(100)
 	debug.SetGCPercent(gcBefore)
 	procsBefore := runtime.GOMAXPROCS(0)
-	restore := Apply(context.Background(), Options{MemoryLimit: 100 * mib, GCPercent: 70, MaxProcs: procsBefore + 3, LookupEnv: noEnv, Logger: discard()})
+	restore := Apply(Options{MemoryLimit: 100 * mib, GCPercent: 70, MaxProcs: procsBefore + 3, LookupEnv: noEnv, Logger: discard()})
 	if got := debug.SetMemoryLimit(-1); got != 100*mib {
 		t.Errorf("limit while running: %d, want %d", got, 100*mib)
 	}
@@ -113,4 +112,29 @@ func TestApplyRestoresEverything(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != procsBefore {
 		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, procsBefore)
 	}
+}
+
+// TestMaxProcs: an explicit -gomaxprocs is used as is, 0 leaves the
+// runtime's choice alone, and GOMAXPROCS wins.
+func TestMaxProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	want := before + 3
+	restore := applyMaxProcs(Options{MaxProcs: want, LookupEnv: noEnv, Logger: discard()})
+	if got := runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("GOMAXPROCS while running: %d, want %d", got, want)
+	}
+	restore()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
+	}
+	restore = applyMaxProcs(Options{MaxProcs: want, LookupEnv: func(k string) (string, bool) { return "1", k == "GOMAXPROCS" }, Logger: discard()})
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS with the variable set: %d, want it untouched (%d)", got, before)
+	}
+	restore()
+	restore = applyMaxProcs(Options{LookupEnv: noEnv, Logger: discard()})
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS with -gomaxprocs 0: %d, want the runtime's %d", got, before)
+	}
+	restore()
 }
