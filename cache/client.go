@@ -68,6 +68,14 @@ func NewUniversalClient(rawURL string, opts ClientOptions) (redis.UniversalClien
 	}
 }
 
+// ValidateURL reports whether NewUniversalClient accepts rawURL, with the
+// same parser and the same errors, without building a client or dialing.
+// Errors never repeat the URL, which may hold a password.
+func ValidateURL(rawURL string) error {
+	_, err := parseClientURL(rawURL, ClientOptions{})
+	return err
+}
+
 // clientConfig is what a URL parses to: exactly one field is set.
 type clientConfig struct {
 	simple   *redis.Options

@@ -169,6 +169,10 @@ func TestNewUniversalClientErrorsHideThePassword(t *testing.T) {
 			if !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("got error %q, want it to mention %q", msg, tt.wantMsg)
 			}
+			// The configuration check refuses it the same way.
+			if verr := ValidateURL(tt.url); verr == nil || verr.Error() != msg {
+				t.Errorf("ValidateURL: got %v, want the client's error %q", verr, msg)
+			}
 		})
 	}
 }

@@ -220,6 +220,13 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.RedisURL != "" {
+		// The parser the client uses, so a URL it would refuse at start
+		// is refused here, as invalid configuration.
+		if err := cache.ValidateURL(c.RedisURL); err != nil {
+			return fmt.Errorf("-redis-url: %w", err)
+		}
+	}
 	if c.RedisURL != "" && c.KeySecret == "" {
 		return errors.New("-key-secret: required with -redis-url, so that replicas sharing the cache agree on scopes")
 	}

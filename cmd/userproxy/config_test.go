@@ -78,6 +78,11 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"short admin token", append(base, "-admin-token", "short"), nil, "-admin-token"},
 		{"negative stale ttl", append(base, "-stale-ttl", "-1s"), nil, "-stale-ttl"},
 		{"jitter of 1", append(base, "-ttl-jitter", "1"), nil, "-ttl-jitter"},
+		{"redis url without scheme", append(base, "-redis-url", "localhost:6379"), nil, "-redis-url"},
+		{"http redis url", append(base, "-redis-url", "http://localhost:6379"), nil, "-redis-url"},
+		{"redis url with a bad port", append(base, "-redis-url", "redis://:0123456789abcdef@localhost:port"), nil, "-redis-url"},
+		{"sentinel url without master", append(base, "-redis-url", "redis-sentinel://localhost:26379"), nil, "-redis-url"},
+		{"bad env redis url", base, []string{"USERPROXY_REDIS_URL", "localhost:6379"}, "-redis-url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runConfig(t, tc.args, env(tc.env...))
