@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	// go-redis has one logger per process, so it is set here, by the
+	// program, not by package cache: its lines then join this log as
+	// records instead of plain text.
+	cache.SetRedisLogger(log)
 	defer runtimetune.Apply(runtimetune.Options{
 		MemoryLimit:    cfg.MemoryLimit,
 		GCPercent:      cfg.GCPercent,
