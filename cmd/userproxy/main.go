@@ -130,6 +130,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		}})
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
+		warnIfRedisDown(ctx, ping, cfg.RedisURL, log)
 		if cfg.L1TTL > 0 {
 			tier, err := cache.NewTiered(r, cache.L1Options{MaxBytes: cfg.L1MaxBytes, TTL: cfg.L1TTL})
 			if err != nil {
@@ -272,6 +273,19 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// warnIfRedisDown pings Redis once and warns if it does not answer within
+// a second (a first connection may need a TLS handshake). The proxy starts
+// and serves anyway, failing open to the upstream; without this, the first
+// sign of a wrong -redis-url would be a timeout on the first request.
+func warnIfRedisDown(ctx context.Context, ping func(context.Context) error, redisURL string, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := ping(pctx); err != nil && ctx.Err() == nil {
+		log.Warn("redis does not answer: starting anyway; every request fails open to the upstream until it does",
+			"redis_url", cache.RedactURL(redisURL), "err", err)
+	}
 }
 
 // newServer returns a server with a timeout on every phase, so slow or
