@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,6 +154,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (Config, 
 	var c Config
 	fs := newFlagSet(&c)
 	fs.SetOutput(nopWriter{}) // errors are reported by the caller, in one line
+	defer explainDurations(fs)()
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
 	}
@@ -181,6 +183,41 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (Config, 
 		}
 	}
 	return c, fs, nil
+}
+
+// explainDurations makes the duration flags of fs, until the returned
+// function is called, refuse a bad value with an error that says what is
+// wrong: the flag package's own says "parse error", which left
+// "-cache-ttl 60" a riddle. The flag package's values are put back
+// afterwards because -h names a flag's type only for those.
+func explainDurations(fs *flag.FlagSet) (restore func()) {
+	var wrapped []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				f.Value = durationHint{f.Value}
+				wrapped = append(wrapped, f)
+			}
+		}
+	})
+	return func() {
+		for _, f := range wrapped {
+			f.Value = f.Value.(durationHint).Value
+		}
+	}
+}
+
+// durationHint is a duration flag's value with a helpful error.
+type durationHint struct{ flag.Value }
+
+func (d durationHint) Set(s string) error {
+	if _, err := time.ParseDuration(s); err != nil {
+		if _, ferr := strconv.ParseFloat(s, 64); ferr == nil {
+			return fmt.Errorf("needs a unit, e.g. %ss", s)
+		}
+		return errors.New("not a duration: want a number with a unit, e.g. 500ms, 60s or 1m30s")
+	}
+	return d.Value.Set(s)
 }
 
 // readSecretFile loads -<name> from -<name>-file if the latter is set.

@@ -83,6 +83,7 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"redis url with a bad port", append(base, "-redis-url", "redis://:0123456789abcdef@localhost:port"), nil, "-redis-url"},
 		{"sentinel url without master", append(base, "-redis-url", "redis-sentinel://localhost:26379"), nil, "-redis-url"},
 		{"bad env redis url", base, []string{"USERPROXY_REDIS_URL", "localhost:6379"}, "-redis-url"},
+		{"unitless ttl", append(base, "-cache-ttl", "60"), nil, "-cache-ttl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runConfig(t, tc.args, env(tc.env...))
@@ -172,6 +173,47 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	})
 	if !strings.Contains(stdout.String(), "USERPROXY_") {
 		t.Error("-h does not mention the environment twins")
+	}
+}
+
+// TestDurationsNeedAUnit: a duration without a unit, the commonest slip,
+// gets an error that names the flag and says so, for every duration flag,
+// given as a flag or as its environment twin; and -h still names their
+// type.
+func TestDurationsNeedAUnit(t *testing.T) {
+	base := []string{"-upstream-url", "https://acme.td.commpeak.com"}
+	var c Config
+	var durations []string
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				durations = append(durations, f.Name)
+			}
+		}
+	})
+	if len(durations) < 10 {
+		t.Fatalf("found %d duration flags (%v), want the 10 or more userproxy has", len(durations), durations)
+	}
+	var stdout, stderr bytes.Buffer
+	run(context.Background(), []string{"-h"}, env(), &stdout, &stderr, nil)
+	for _, name := range durations {
+		for _, tc := range []struct {
+			via        string
+			args, env  []string
+			names, say string
+		}{
+			{"flag", append(base, "-"+name, "60"), nil, "-" + name, "needs a unit, e.g. 60s"},
+			{"env", base, []string{envName(name), "2.5"}, envName(name), "needs a unit, e.g. 2.5s"},
+			{"flag, not a number", append(base, "-"+name, "soon"), nil, "-" + name, "e.g. 500ms, 60s or 1m30s"},
+		} {
+			code, out := runConfig(t, tc.args, env(tc.env...))
+			if code != 2 || !strings.Contains(out, tc.names) || !strings.Contains(out, tc.say) {
+				t.Errorf("%s %s: got exit %d %q, want 2 and a line naming %s that says %q", name, tc.via, code, out, tc.names, tc.say)
+			}
+		}
+		if !strings.Contains(stdout.String(), "-"+name+" duration\n") {
+			t.Errorf("-h does not show -%s as a duration", name)
+		}
 	}
 }
 
