@@ -106,7 +106,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
 	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", true, "batch the cache reads of concurrent requests into shared Redis pipelines, one breaker call per pipeline (see README)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
-	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 50 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
+	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 35 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", 0, "Go scheduler threads running at once, GOMAXPROCS (0 = the Go runtime's choice: one per CPU, or the container's CPU limit, which it follows; GOMAXPROCS, if set, wins)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
@@ -129,6 +129,21 @@ func newFlagSet(c *Config) *flag.FlagSet {
 		fs.String(name+"-file", "", "read -"+name+" from this file (trailing newline trimmed)")
 	}
 	return fs
+}
+
+// helpHeader is what -h prints above the flags.
+func helpHeader() string {
+	var secrets, files []string
+	for _, name := range secretFlags {
+		secrets = append(secrets, "-"+name)
+		files = append(files, "-"+name+"-file")
+	}
+	last := len(secrets) - 1
+	return "Usage: userproxy [flags]\n\n" +
+		"Every flag has an environment twin USERPROXY_<FLAG_IN_UPPER_SNAKE> (the flag wins);\n" +
+		strings.Join(secrets[:last], ", ") + " and " + secrets[last] + " can also be read from files\n" +
+		"(" + strings.Join(files, ", ") + "; " + envName(secretFlags[0]+"-file") + ", ...).\n" +
+		"Durations need a unit: 500ms, 60s, 1m30s.\n\n"
 }
 
 // inProcessBytes is the bound of the in-process cache in use: the embedded

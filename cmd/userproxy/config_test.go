@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/runtimetune"
 )
 
 func env(kv ...string) func(string) (string, bool) {
@@ -214,6 +217,30 @@ func TestDurationsNeedAUnit(t *testing.T) {
 		if !strings.Contains(stdout.String(), "-"+name+" duration\n") {
 			t.Errorf("-h does not show -%s as a duration", name)
 		}
+	}
+}
+
+// TestHelpHeaderNamesEverySecretFile: the -h header lists every flag that
+// may be read from a file.
+func TestHelpHeaderNamesEverySecretFile(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	run(context.Background(), []string{"-h"}, env(), &stdout, &stderr, nil)
+	header, _, _ := strings.Cut(stdout.String(), "\n  -")
+	for _, name := range secretFlags {
+		if !strings.Contains(header, "-"+name+"-file") {
+			t.Errorf("-h header does not name -%s-file:\n%s", name, header)
+		}
+	}
+}
+
+// TestGCPercentHelpMatchesCode: -gc-percent's help gives the value the
+// runtime package actually picks with an in-process cache.
+func TestGCPercentHelpMatchesCode(t *testing.T) {
+	var c Config
+	usage := newFlagSet(&c).Lookup("gc-percent").Usage
+	want := fmt.Sprintf("0 = %d with an in-process cache", runtimetune.GCPercent(runtimetune.Options{InProcessBytes: 1}))
+	if !strings.Contains(usage, want) {
+		t.Errorf("-gc-percent help %q does not say %q", usage, want)
 	}
 }
 

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	cfg, fs, err := parseConfig(args, lookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, "Usage: userproxy [flags]\n\nEvery flag has an environment twin USERPROXY_<FLAG_IN_UPPER_SNAKE> (the flag wins);\n-key-secret and -upstream-password can also be read from files (-key-secret-file, USERPROXY_KEY_SECRET_FILE, ...).\n\n")
+		fmt.Fprint(stdout, helpHeader())
 		fs.PrintDefaults()
 		return 0
 	}
