@@ -52,7 +52,7 @@ measure() {
 }
 
 # gomaxprocs SYSTEM: for a userproxy, ", GOMAXPROCS n" as it is at the end
-# of a run (-gomaxprocs 0 follows the CPUs' load); else nothing.
+# of a run (an A/B with USERPROXY_GOMAXPROCS shows here); else nothing.
 gomaxprocs() {
 	[ -n "${admin_of[$1]-}" ] || return 0
 	http GET "${admin_of[$1]}" /metrics | awk '/^go_sched_gomaxprocs_threads / { printf ", GOMAXPROCS %d", $2 }'

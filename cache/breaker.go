@@ -29,7 +29,47 @@ type BreakerOptions struct {
 	OpenTimeout time.Duration
 	// OnStateChange, if non-nil, is called on every transition (wire it to
 	// metrics). It runs under the breaker's lock: it must not call the store.
-	OnStateChange func(from, to gobreaker.State)
+	OnStateChange func(from, to BreakerState)
+}
+
+// BreakerState is the state of the store's circuit breaker. Its values are
+// those of the userproxy_circuit_breaker_state gauge, so float64(s) is the
+// gauge's value; String gives the name /readyz and the logs use.
+type BreakerState uint8
+
+const (
+	// BreakerClosed: Redis is used.
+	BreakerClosed BreakerState = 0
+	// BreakerHalfOpen: one trial operation is let through; the others
+	// fail with ErrUnavailable until it succeeds or fails.
+	BreakerHalfOpen BreakerState = 1
+	// BreakerOpen: Redis is not tried; operations fail with ErrUnavailable.
+	BreakerOpen BreakerState = 2
+)
+
+// String returns "closed", "half-open" or "open", as gobreaker names them.
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return fmt.Sprintf("unknown breaker state %d", uint8(s))
+}
+
+// breakerState translates gobreaker's state, so that callers need not
+// import gobreaker.
+func breakerState(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	}
+	return BreakerClosed
 }
 
 // newStoreBreaker builds the breaker that guards Redis calls. Failures are
@@ -50,7 +90,7 @@ func newStoreBreaker(o BreakerOptions) *gobreaker.CircuitBreaker[struct{}] {
 		IsExcluded:  func(err error) bool { return errors.Is(err, context.Canceled) },
 	}
 	if o.OnStateChange != nil {
-		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(from, to) }
+		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(breakerState(from), breakerState(to)) }
 	}
 	return gobreaker.NewCircuitBreaker[struct{}](s)
 }
@@ -66,4 +106,4 @@ func (r *Redis) guard(op func() error) error {
 }
 
 // BreakerState reports the state of the store's circuit breaker.
-func (r *Redis) BreakerState() gobreaker.State { return r.breaker.State() }
+func (r *Redis) BreakerState() BreakerState { return breakerState(r.breaker.State()) }

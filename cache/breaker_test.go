@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
 	"github.com/userproxy/userproxy/internal/redistest"
 )
 
@@ -28,10 +26,10 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 	}
 	t.Cleanup(func() { client.Close() })
 	var mu sync.Mutex // protects changes
-	var changes []gobreaker.State
+	var changes []BreakerState
 	r := NewRedis(client, RedisOptions{AutoPipeline: autoPipeline, Breaker: BreakerOptions{
 		Failures: 3, OpenTimeout: 100 * time.Millisecond,
-		OnStateChange: func(_, to gobreaker.State) { mu.Lock(); changes = append(changes, to); mu.Unlock() },
+		OnStateChange: func(_, to BreakerState) { mu.Lock(); changes = append(changes, to); mu.Unlock() },
 	}})
 	ctx := context.Background()
 	k := Key{"1", "s"}
@@ -46,7 +44,7 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 			t.Fatalf("Get %d on a dead Redis: got %v, want a Redis error", i, err)
 		}
 	}
-	if got := r.BreakerState(); got != gobreaker.StateOpen {
+	if got := r.BreakerState(); got != BreakerOpen {
 		t.Fatalf("breaker after 3 failures: got %s, want open", got)
 	}
 	// Open: every operation fails at once, without a network call.
@@ -64,7 +62,7 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 	cancel()
 	r2 := NewRedis(client, RedisOptions{Breaker: BreakerOptions{Failures: 1}})
 	r2.Get(cctx, k)
-	if got := r2.BreakerState(); got != gobreaker.StateClosed {
+	if got := r2.BreakerState(); got != BreakerClosed {
 		t.Errorf("breaker after a cancelled call: got %s, want closed", got)
 	}
 
@@ -73,12 +71,12 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 		_, _, _, err := r.Get(ctx, k)
 		return err == nil
 	})
-	if got := r.BreakerState(); got != gobreaker.StateClosed {
+	if got := r.BreakerState(); got != BreakerClosed {
 		t.Errorf("breaker after recovery: got %s, want closed", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(changes) < 3 || changes[0] != gobreaker.StateOpen || changes[len(changes)-1] != gobreaker.StateClosed {
+	if len(changes) < 3 || changes[0] != BreakerOpen || changes[len(changes)-1] != BreakerClosed {
 		t.Errorf("state changes: got %v, want open … half-open, closed", changes)
 	}
 }
@@ -117,13 +115,24 @@ func TestBatchedLookupsCountOncePerPipeline(t *testing.T) {
 					t.Fatalf("lookup %d on a paused Redis succeeded", i)
 				}
 			}
-			want := gobreaker.StateClosed
+			want := BreakerClosed
 			if !ap {
-				want = gobreaker.StateOpen
+				want = BreakerOpen
 			}
 			if got := r.BreakerState(); got != want {
 				t.Errorf("breaker after %d concurrent lookups timed out: got %s, want %s", n, got, want)
 			}
 		})
+	}
+}
+
+func TestBreakerStateString(t *testing.T) {
+	for _, tc := range []struct {
+		s    BreakerState
+		want string
+	}{{BreakerClosed, "closed"}, {BreakerHalfOpen, "half-open"}, {BreakerOpen, "open"}, {BreakerState(7), "unknown breaker state 7"}} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("BreakerState(%d).String(): got %q, want %q", uint8(tc.s), got, tc.want)
+		}
 	}
 }

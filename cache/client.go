@@ -68,6 +68,43 @@ func NewUniversalClient(rawURL string, opts ClientOptions) (redis.UniversalClien
 	}
 }
 
+// ValidateURL reports whether NewUniversalClient accepts rawURL, with the
+// same parser and the same errors, without building a client or dialing.
+// Errors never repeat the URL, which may hold a password.
+func ValidateURL(rawURL string) error {
+	_, err := parseClientURL(rawURL, ClientOptions{})
+	return err
+}
+
+// RedactURL returns rawURL fit for a log: the password in its user info,
+// and the value of every query parameter whose name mentions a password
+// (sentinel_password), replaced by "xxxxx". A URL that does not parse is
+// reduced to its scheme.
+func RedactURL(rawURL string) string {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	if !ok || scheme == "" || strings.Trim(strings.ToLower(scheme), "abcdefghijklmnopqrstuvwxyz0123456789+-.") != "" {
+		return "?://(unparsable)" // what looks like a scheme may be user info
+	}
+	// url.Parse takes the host list of a cluster or Sentinel URL as one
+	// host; it need not understand it, only find the user info and query.
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Opaque != "" {
+		return scheme + "://(unparsable)"
+	}
+	q := u.Query()
+	redacted := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			redacted = true
+		}
+	}
+	if redacted {
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
 // clientConfig is what a URL parses to: exactly one field is set.
 type clientConfig struct {
 	simple   *redis.Options

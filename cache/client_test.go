@@ -169,6 +169,10 @@ func TestNewUniversalClientErrorsHideThePassword(t *testing.T) {
 			if !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("got error %q, want it to mention %q", msg, tt.wantMsg)
 			}
+			// The configuration check refuses it the same way.
+			if verr := ValidateURL(tt.url); verr == nil || verr.Error() != msg {
+				t.Errorf("ValidateURL: got %v, want the client's error %q", verr, msg)
+			}
 		})
 	}
 }
@@ -184,7 +188,27 @@ func TestNewUniversalClientTalksToRedis(t *testing.T) {
 	if err := r.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: got %v, want nil", err)
 	}
-	if stats := r.PoolStats(); stats == nil || stats.TotalConns == 0 {
+	if stats := r.PoolStats(); stats.TotalConns == 0 {
 		t.Errorf("got pool stats %+v, want at least one connection", stats)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+		{"redis://:s3cret@h:6379/0", "redis://:xxxxx@h:6379/0"},
+		{"rediss://user:s3cret@h:6379", "rediss://user:xxxxx@h:6379"},
+		{"redis-sentinel://u:s3cret@s1,s2:26379?master=m&sentinel_password=s3cret", "redis-sentinel://u:xxxxx@s1,s2:26379?master=m&sentinel_password=xxxxx"},
+		{"redis://u:s3cret%zz@h:6379", "redis://(unparsable)"},
+		{"u:s3cret@h://x", "?://(unparsable)"},
+		{"s3cret@localhost:6379", "?://(unparsable)"},
+	} {
+		got := RedactURL(tc.in)
+		if got != tc.want {
+			t.Errorf("RedactURL(%q): got %q, want %q", tc.in, got, tc.want)
+		}
+		if strings.Contains(got, "s3cret") {
+			t.Errorf("RedactURL(%q) = %q holds the password", tc.in, got)
+		}
 	}
 }

@@ -321,9 +321,25 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
+// PoolStats is a snapshot of the Redis client's connection pool (summed
+// over the nodes of a Cluster), for metrics.
+type PoolStats struct {
+	Hits     uint32 // cumulative: a free connection was found in the pool
+	Misses   uint32 // cumulative: no free connection was found
+	Timeouts uint32 // cumulative: waiting for a connection timed out
+
+	TotalConns uint32 // connections now
+	IdleConns  uint32 // idle connections now
+	StaleConns uint32 // cumulative: stale connections removed
+}
+
 // PoolStats returns the client's connection pool statistics, for metrics.
-func (r *Redis) PoolStats() *redis.PoolStats {
-	return r.client.PoolStats()
+func (r *Redis) PoolStats() PoolStats {
+	s := r.client.PoolStats()
+	return PoolStats{
+		Hits: s.Hits, Misses: s.Misses, Timeouts: s.Timeouts,
+		TotalConns: s.TotalConns, IdleConns: s.IdleConns, StaleConns: s.StaleConns,
+	}
 }
 
 func (r *Redis) entryKey(k Key) string {

@@ -230,6 +230,8 @@ func checkSidecar(t *testing.T, d *appsv1.Deployment) {
 		}
 	}
 
+	checkMemoryLimit(t, c)
+
 	sc := c.SecurityContext
 	psc := pod.SecurityContext
 	if sc == nil {
@@ -287,6 +289,38 @@ func checkSidecar(t *testing.T, d *appsv1.Deployment) {
 				t.Errorf("env %s: a secret not taken from a Secret", e.Name)
 			}
 		}
+	}
+}
+
+// autoMemoryLimit is the binary's automatic soft memory limit with the
+// default -l1-max-bytes (16 MiB): twice the tier plus 32 MiB, at least
+// 64 MiB (internal/runtimetune.MemoryLimit).
+const autoMemoryLimit = 64 << 20
+
+// checkMemoryLimit checks that the Go runtime's soft memory limit leaves
+// the container headroom: at most ~90% of its memory limit (README). A
+// GOMEMLIMIT taken from limits.memory is 100% of it.
+func checkMemoryLimit(t *testing.T, c corev1.Container) {
+	t.Helper()
+	limit := c.Resources.Limits.Memory().Value()
+	set := false
+	for _, e := range c.Env {
+		switch {
+		case e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil:
+			t.Errorf("GOMEMLIMIT from %s: the whole container limit, no headroom; want ~90%% of it, or none (the binary's automatic limit)",
+				e.ValueFrom.ResourceFieldRef.Resource)
+			set = true
+		case e.Name == "GOMEMLIMIT", e.Name == "USERPROXY_MEMORY_LIMIT", e.Name == "USERPROXY_L1_MAX_BYTES":
+			set = true // sized by hand: not checked here
+		}
+	}
+	for _, name := range []string{"memory-limit", "l1-max-bytes"} {
+		if _, ok := flagValue(c.Args, name); ok {
+			set = true
+		}
+	}
+	if !set && float64(autoMemoryLimit) > 0.9*float64(limit) {
+		t.Errorf("memory limit %s: the binary's automatic soft limit, %d MiB, is over 90%% of it", c.Resources.Limits.Memory(), autoMemoryLimit>>20)
 	}
 }
 

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -78,9 +79,51 @@ func (o *openClock) get() time.Time {
 	return o.openedAt
 }
 
+// BreakerState is the state of the circuit breaker around upstream calls.
+// Its values are those of the userproxy_circuit_breaker_state gauge, so
+// float64(s) is the gauge's value; String gives the name /readyz and the
+// logs use.
+type BreakerState uint8
+
+const (
+	// BreakerClosed: calls go to the upstream.
+	BreakerClosed BreakerState = 0
+	// BreakerHalfOpen: HalfOpenRequests trial calls are let through; the
+	// others fail with ErrBreakerOpen until the trials decide.
+	BreakerHalfOpen BreakerState = 1
+	// BreakerOpen: calls fail with ErrBreakerOpen without reaching the
+	// upstream, until OpenTimeout has passed.
+	BreakerOpen BreakerState = 2
+)
+
+// String returns "closed", "half-open" or "open", as gobreaker names them.
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return fmt.Sprintf("unknown breaker state %d", uint8(s))
+}
+
+// breakerState translates gobreaker's state, so that callers need not
+// import gobreaker.
+func breakerState(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	}
+	return BreakerClosed
+}
+
 // newBreaker builds the gobreaker for b, recording openings in clock and
 // forwarding transitions to onChange (may be nil).
-func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to gobreaker.State)) *gobreaker.CircuitBreaker[*Response] {
+func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to BreakerState)) *gobreaker.CircuitBreaker[*Response] {
 	trip := b.ConsecutiveFailures
 	return gobreaker.NewCircuitBreaker[*Response](gobreaker.Settings{
 		Name:        breakerName,
@@ -96,7 +139,7 @@ func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to gobre
 				clock.set(time.Now())
 			}
 			if onChange != nil {
-				onChange(from, to)
+				onChange(breakerState(from), breakerState(to))
 			}
 		},
 		IsSuccessful: func(err error) bool { return err == nil },
@@ -106,8 +149,8 @@ func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to gobre
 
 // State returns the breaker's current state. Asking may move an open breaker
 // whose OpenTimeout has passed to half-open (and call OnStateChange).
-func (c *Client) State() gobreaker.State {
-	return c.cb.State()
+func (c *Client) State() BreakerState {
+	return breakerState(c.cb.State())
 }
 
 // RetryAfter returns how long a rejected caller should wait before trying

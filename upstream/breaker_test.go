@@ -34,7 +34,7 @@ func TestBreakerTripsOnServerErrorStormAndRecovers(t *testing.T) {
 			t.Fatalf("Fetch %d: got status %d, want 500", i, resp.Status)
 		}
 	}
-	if got := c.State(); got != gobreaker.StateOpen {
+	if got := c.State(); got != BreakerOpen {
 		t.Fatalf("state after %d failures: got %s, want open", trip, got)
 	}
 	if got := c.RetryAfter(); got < time.Second {
@@ -55,12 +55,12 @@ func TestBreakerTripsOnServerErrorStormAndRecovers(t *testing.T) {
 	fake.SetFault(upstreamtest.FaultNone)
 	// gobreaker reads the wall clock; the deterministic timing checks are
 	// in TestBreakerLifecycle.
-	waitFor(t, "breaker to go half-open", func() bool { return c.State() == gobreaker.StateHalfOpen })
+	waitFor(t, "breaker to go half-open", func() bool { return c.State() == BreakerHalfOpen })
 	resp, err := c.Fetch(t.Context(), "1", demo(t))
 	if err != nil || resp.Status != http.StatusOK {
 		t.Fatalf("probe: got (%v, %v), want 200", resp, err)
 	}
-	if got := c.State(); got != gobreaker.StateClosed {
+	if got := c.State(); got != BreakerClosed {
 		t.Errorf("state after a successful probe: got %s, want closed", got)
 	}
 	if got := c.RetryAfter(); got != 0 {
@@ -85,7 +85,7 @@ func TestBreakerCountsTooManyRequests(t *testing.T) {
 			t.Errorf("Fetch %d: got Retry-After %q, want the upstream's %q", i, got, "3")
 		}
 	}
-	if got := c.State(); got != gobreaker.StateOpen {
+	if got := c.State(); got != BreakerOpen {
 		t.Errorf("state after two 429s: got %s, want open", got)
 	}
 }
@@ -107,7 +107,7 @@ func TestBreakerCountsTimeout(t *testing.T) {
 			t.Errorf("Fetch %d took %v, want about the %v timeout", i, elapsed, timeout)
 		}
 	}
-	if got := c.State(); got != gobreaker.StateOpen {
+	if got := c.State(); got != BreakerOpen {
 		t.Errorf("state after two timeouts: got %s, want open", got)
 	}
 }
@@ -157,7 +157,7 @@ func TestBreakerIgnoresCallerCancellation(t *testing.T) {
 	if got := sent.Load(); got != 10 {
 		t.Errorf("requests sent: got %d, want 10 (none for the pre-canceled call)", got)
 	}
-	if got := c.State(); got != gobreaker.StateClosed {
+	if got := c.State(); got != BreakerClosed {
 		t.Errorf("state after 11 cancellations with ConsecutiveFailures 1: got %s, want closed", got)
 	}
 }
@@ -212,7 +212,7 @@ func TestBreakerLifecycle(t *testing.T) {
 			BaseURL:   "http://upstream.invalid",
 			Transport: up,
 			Breaker:   BreakerOptions{ConsecutiveFailures: 3, OpenTimeout: 10 * time.Second, HalfOpenRequests: 1},
-			OnStateChange: func(from, to gobreaker.State) {
+			OnStateChange: func(from, to BreakerState) {
 				transitions = append(transitions, fmt.Sprintf("%s->%s", from, to))
 			},
 		})
@@ -242,7 +242,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		}
 
 		time.Sleep(200 * time.Millisecond)
-		if got := c.State(); got != gobreaker.StateHalfOpen {
+		if got := c.State(); got != BreakerHalfOpen {
 			t.Fatalf("state after OpenTimeout: got %s, want half-open", got)
 		}
 		if got := c.RetryAfter(); got != time.Second {
@@ -265,7 +265,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		if err := <-probe; !errors.Is(err, context.Canceled) {
 			t.Fatalf("canceled probe: got %v, want context.Canceled", err)
 		}
-		if got := c.State(); got != gobreaker.StateHalfOpen {
+		if got := c.State(); got != BreakerHalfOpen {
 			t.Fatalf("state after canceled probe: got %s, want half-open", got)
 		}
 
@@ -273,7 +273,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		if resp, err := c.Fetch(t.Context(), "1", cred); err != nil || resp.Status != http.StatusOK {
 			t.Fatalf("second probe: got (%v, %v), want 200", resp, err)
 		}
-		if got := c.State(); got != gobreaker.StateClosed {
+		if got := c.State(); got != BreakerClosed {
 			t.Errorf("state after successful probe: got %s, want closed", got)
 		}
 		if got := c.RetryAfter(); got != 0 {
@@ -301,7 +301,7 @@ func TestBreakerFailedProbeReopens(t *testing.T) {
 		if _, err := c.Fetch(t.Context(), "1", Credentials{}); err == nil || errors.Is(err, ErrBreakerOpen) {
 			t.Fatalf("probe: got %v, want a transport error", err)
 		}
-		if got := c.State(); got != gobreaker.StateOpen {
+		if got := c.State(); got != BreakerOpen {
 			t.Errorf("state after failed probe: got %s, want open", got)
 		}
 		if got, want := c.RetryAfter(), 5*time.Second; got != want {
@@ -356,9 +356,9 @@ func TestBreakerFailureAccounting(t *testing.T) {
 					cancel()
 				}
 				<-done
-				want := gobreaker.StateClosed
+				want := BreakerClosed
 				if tt.wantOpen {
-					want = gobreaker.StateOpen
+					want = BreakerOpen
 				}
 				if got := c.State(); got != want {
 					t.Errorf("state: got %s, want %s", got, want)
@@ -380,8 +380,8 @@ func TestOnStateChangeMayBeConcurrent(t *testing.T) {
 			BaseURL:   "http://upstream.invalid",
 			Transport: newScripted(500),
 			Breaker:   BreakerOptions{ConsecutiveFailures: 3},
-			OnStateChange: func(_, to gobreaker.State) {
-				if to == gobreaker.StateOpen {
+			OnStateChange: func(_, to BreakerState) {
+				if to == BreakerOpen {
 					mu.Lock()
 					opens++
 					mu.Unlock()
@@ -399,4 +399,15 @@ func TestOnStateChangeMayBeConcurrent(t *testing.T) {
 			t.Errorf("open transitions: got %d, want 1", opens)
 		}
 	})
+}
+
+func TestBreakerStateString(t *testing.T) {
+	for _, tc := range []struct {
+		s    BreakerState
+		want string
+	}{{BreakerClosed, "closed"}, {BreakerHalfOpen, "half-open"}, {BreakerOpen, "open"}, {BreakerState(7), "unknown breaker state 7"}} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("BreakerState(%d).String(): got %q, want %q", uint8(tc.s), got, tc.want)
+		}
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/sony/gobreaker/v2"
 )
 
 // Defaults filled in by New for zero Options fields.
@@ -94,7 +92,7 @@ type Options struct {
 	// OnStateChange, if non-nil, is called on every breaker transition. It
 	// runs while the breaker holds its lock: it must be fast and must not call
 	// any Client method (that would deadlock). Nil means no callback.
-	OnStateChange func(from, to gobreaker.State)
+	OnStateChange func(from, to BreakerState)
 }
 
 // BreakerOptions configures the circuit breaker around upstream calls. A zero

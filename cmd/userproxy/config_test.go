@@ -3,21 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/userproxy/userproxy/internal/procs"
-	"github.com/userproxy/userproxy/internal/testkit"
+	"github.com/userproxy/userproxy/internal/runtimetune"
 )
 
 func env(kv ...string) func(string) (string, bool) {
@@ -87,6 +81,12 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"short admin token", append(base, "-admin-token", "short"), nil, "-admin-token"},
 		{"negative stale ttl", append(base, "-stale-ttl", "-1s"), nil, "-stale-ttl"},
 		{"jitter of 1", append(base, "-ttl-jitter", "1"), nil, "-ttl-jitter"},
+		{"redis url without scheme", append(base, "-redis-url", "localhost:6379"), nil, "-redis-url"},
+		{"http redis url", append(base, "-redis-url", "http://localhost:6379"), nil, "-redis-url"},
+		{"redis url with a bad port", append(base, "-redis-url", "redis://:0123456789abcdef@localhost:port"), nil, "-redis-url"},
+		{"sentinel url without master", append(base, "-redis-url", "redis-sentinel://localhost:26379"), nil, "-redis-url"},
+		{"bad env redis url", base, []string{"USERPROXY_REDIS_URL", "localhost:6379"}, "-redis-url"},
+		{"unitless ttl", append(base, "-cache-ttl", "60"), nil, "-cache-ttl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runConfig(t, tc.args, env(tc.env...))
@@ -179,6 +179,71 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	}
 }
 
+// TestDurationsNeedAUnit: a duration without a unit, the commonest slip,
+// gets an error that names the flag and says so, for every duration flag,
+// given as a flag or as its environment twin; and -h still names their
+// type.
+func TestDurationsNeedAUnit(t *testing.T) {
+	base := []string{"-upstream-url", "https://acme.td.commpeak.com"}
+	var c Config
+	var durations []string
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				durations = append(durations, f.Name)
+			}
+		}
+	})
+	if len(durations) < 10 {
+		t.Fatalf("found %d duration flags (%v), want the 10 or more userproxy has", len(durations), durations)
+	}
+	var stdout, stderr bytes.Buffer
+	run(context.Background(), []string{"-h"}, env(), &stdout, &stderr, nil)
+	for _, name := range durations {
+		for _, tc := range []struct {
+			via        string
+			args, env  []string
+			names, say string
+		}{
+			{"flag", append(base, "-"+name, "60"), nil, "-" + name, "needs a unit, e.g. 60s"},
+			{"env", base, []string{envName(name), "2.5"}, envName(name), "needs a unit, e.g. 2.5s"},
+			{"flag, not a number", append(base, "-"+name, "soon"), nil, "-" + name, "e.g. 500ms, 60s or 1m30s"},
+		} {
+			code, out := runConfig(t, tc.args, env(tc.env...))
+			if code != 2 || !strings.Contains(out, tc.names) || !strings.Contains(out, tc.say) {
+				t.Errorf("%s %s: got exit %d %q, want 2 and a line naming %s that says %q", name, tc.via, code, out, tc.names, tc.say)
+			}
+		}
+		if !strings.Contains(stdout.String(), "-"+name+" duration\n") {
+			t.Errorf("-h does not show -%s as a duration", name)
+		}
+	}
+}
+
+// TestHelpHeaderNamesEverySecretFile: the -h header lists every flag that
+// may be read from a file.
+func TestHelpHeaderNamesEverySecretFile(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	run(context.Background(), []string{"-h"}, env(), &stdout, &stderr, nil)
+	header, _, _ := strings.Cut(stdout.String(), "\n  -")
+	for _, name := range secretFlags {
+		if !strings.Contains(header, "-"+name+"-file") {
+			t.Errorf("-h header does not name -%s-file:\n%s", name, header)
+		}
+	}
+}
+
+// TestGCPercentHelpMatchesCode: -gc-percent's help gives the value the
+// runtime package actually picks with an in-process cache.
+func TestGCPercentHelpMatchesCode(t *testing.T) {
+	var c Config
+	usage := newFlagSet(&c).Lookup("gc-percent").Usage
+	want := fmt.Sprintf("0 = %d with an in-process cache", runtimetune.GCPercent(runtimetune.Options{InProcessBytes: 1}))
+	if !strings.Contains(usage, want) {
+		t.Errorf("-gc-percent help %q does not say %q", usage, want)
+	}
+}
+
 // TestReadmeDocumentsEveryFlag keeps the README's flag table from drifting
 // away from the binary.
 func TestReadmeDocumentsEveryFlag(t *testing.T) {
@@ -195,191 +260,23 @@ func TestReadmeDocumentsEveryFlag(t *testing.T) {
 	})
 }
 
-// TestMemoryLimit: the automatic soft limit follows the in-process cache
-// bound that is actually in use, and -1 or GOMEMLIMIT leave the runtime alone.
-func TestMemoryLimit(t *testing.T) {
+// TestInProcessBytes: the runtime's automatic memory limit and GC percent
+// follow the in-process cache bound that is actually in use (their own
+// tests are in internal/runtimetune).
+func TestInProcessBytes(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
 		name string
 		cfg  Config
 		want int64
 	}{
-		{"embedded store", Config{MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 2*64*mib + 32*mib},
-		{"redis with a large tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 32 * mib, L1TTL: time.Second}, 2*32*mib + 32*mib},
-		{"redis with the default tier: the floor", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 64 * mib},
-		{"redis without tier: the floor", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib}, 64 * mib},
-		{"explicit", Config{MemoryLimit: 100 * mib, MemoryMaxBytes: 64 * mib}, 100 * mib},
-		{"none", Config{MemoryLimit: -1, MemoryMaxBytes: 64 * mib}, 0},
+		{"embedded store", Config{MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 64 * mib},
+		{"redis with a large tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 32 * mib, L1TTL: time.Second}, 32 * mib},
+		{"redis with the default tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib, L1TTL: time.Second}, 16 * mib},
+		{"redis without tier", Config{RedisURL: "redis://x", MemoryMaxBytes: 64 * mib, L1MaxBytes: 16 * mib}, 0},
 	} {
-		if got := memoryLimit(tc.cfg); got != tc.want {
-			t.Errorf("%s: memoryLimit = %d, want %d", tc.name, got, tc.want)
+		if got := tc.cfg.inProcessBytes(); got != tc.want {
+			t.Errorf("%s: inProcessBytes = %d, want %d", tc.name, got, tc.want)
 		}
-	}
-
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	before := debug.SetMemoryLimit(-1) // reads without changing
-	restore := applyMemoryLimit(Config{MemoryLimit: 100 * mib}, func(string) (string, bool) { return "", false }, log)
-	if got := debug.SetMemoryLimit(-1); got != 100*mib {
-		t.Errorf("limit while running: %d, want %d", got, 100*mib)
-	}
-	restore()
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Errorf("limit after restore: %d, want the previous %d", got, before)
-	}
-	restore = applyMemoryLimit(Config{MemoryLimit: 100 * mib}, func(k string) (string, bool) { return "200MiB", k == "GOMEMLIMIT" }, log)
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Errorf("limit with GOMEMLIMIT set: %d, want it untouched (%d)", got, before)
-	}
-	restore()
-}
-
-// TestGCPercent: GOGC is lowered only when an in-process cache holds most of
-// the heap, an explicit -gc-percent is used as is, and GOGC wins.
-func TestGCPercent(t *testing.T) {
-	const mib = 1 << 20
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-		want int
-	}{
-		{"embedded store", Config{MemoryMaxBytes: 64 * mib}, 35},
-		{"redis with the tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 35},
-		{"redis without tier", Config{RedisURL: "redis://x", L1MaxBytes: 16 * mib}, 100},
-		{"explicit", Config{GCPercent: 80, RedisURL: "redis://x", L1MaxBytes: 16 * mib, L1TTL: time.Second}, 80},
-	} {
-		if got := gcPercent(tc.cfg); got != tc.want {
-			t.Errorf("%s: gcPercent = %d, want %d", tc.name, got, tc.want)
-		}
-	}
-
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	before := debug.SetGCPercent(100)
-	debug.SetGCPercent(before)
-	restore := applyGCPercent(Config{GCPercent: 70}, func(string) (string, bool) { return "", false }, log)
-	if got := debug.SetGCPercent(70); got != 70 {
-		t.Errorf("GC percent while running: %d, want 70", got)
-	}
-	restore()
-	if got := debug.SetGCPercent(before); got != before {
-		t.Errorf("GC percent after restore: %d, want the previous %d", got, before)
-	}
-	restore = applyGCPercent(Config{GCPercent: 70}, func(k string) (string, bool) { return "200", k == "GOGC" }, log)
-	if got := debug.SetGCPercent(before); got != before {
-		t.Errorf("GC percent with GOGC set: %d, want it untouched (%d)", got, before)
-	}
-	restore()
-}
-
-// TestMaxProcs: a range from one thread per CPU to four (bounded) only when
-// no CPU limit is below the CPUs; an explicit -gomaxprocs is used as is,
-// and GOMAXPROCS wins.
-func TestMaxProcs(t *testing.T) {
-	for _, tc := range []struct {
-		name              string
-		cfg               Config
-		cpus, choice      int
-		wantLow, wantHigh int
-	}{
-		{"no limit, 2 CPUs", Config{}, 2, 2, 2, 8},
-		{"no limit, 1 CPU", Config{}, 1, 1, 1, 4},
-		{"no limit, 16 CPUs: capped", Config{}, 16, 16, 16, 32},
-		{"no limit, 64 CPUs: never below the CPUs", Config{}, 64, 64, 64, 64},
-		{"CPU limit: the runtime's choice", Config{}, 8, 1, 0, 0},
-		{"explicit", Config{MaxProcs: 3}, 8, 1, 3, 3},
-	} {
-		if low, high := maxProcs(tc.cfg, tc.cpus, tc.choice); low != tc.wantLow || high != tc.wantHigh {
-			t.Errorf("%s: maxProcs = %d, %d, want %d, %d", tc.name, low, high, tc.wantLow, tc.wantHigh)
-		}
-	}
-
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	noEnv := func(string) (string, bool) { return "", false }
-	ctx := context.Background()
-	before := runtime.GOMAXPROCS(0)
-	want := before + 3
-	restore := applyMaxProcs(ctx, Config{MaxProcs: want}, noEnv, log, procs.Options{})
-	if got := runtime.GOMAXPROCS(0); got != want {
-		t.Errorf("GOMAXPROCS while running: %d, want %d", got, want)
-	}
-	restore()
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
-	}
-	restore = applyMaxProcs(ctx, Config{MaxProcs: want}, func(k string) (string, bool) { return "1", k == "GOMAXPROCS" }, log, procs.Options{})
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS with the variable set: %d, want it untouched (%d)", got, before)
-	}
-	restore()
-}
-
-// TestMaxProcsFollowsLoad: with -gomaxprocs 0 and no CPU limit, the range
-// from maxProcs is handed to procs.Run, and restore stops it and puts the
-// previous value back. The load is faked: every interval saturated.
-func TestMaxProcsFollowsLoad(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < runtime.NumCPU() {
-		t.Skip("a CPU limit applies here: the runtime's choice stands")
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	noEnv := func(string) (string, bool) { return "", false }
-	wantLow, wantHigh := maxProcs(Config{}, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	if wantLow == wantHigh {
-		t.Skipf("%d CPUs: no range to follow", runtime.NumCPU())
-	}
-	// Start from High, so that finding Low proves applyMaxProcs set it.
-	orig := runtime.GOMAXPROCS(wantHigh)
-	defer runtime.GOMAXPROCS(orig)
-	before := wantHigh
-	var ticks uint64
-	set := make(chan int, 100)
-	block := make(chan struct{}) // the first sample waits: applyMaxProcs itself must have set Low
-	restore := applyMaxProcs(context.Background(), Config{}, noEnv, log, procs.Options{
-		Interval: time.Millisecond,
-		Sample: func() (uint64, uint64, error) { // always busy
-			if ticks == 0 {
-				<-block
-			}
-			ticks += 100
-			return ticks, ticks, nil
-		},
-		Set: func(n int) int { set <- n; return runtime.GOMAXPROCS(n) },
-	})
-	if got := runtime.GOMAXPROCS(0); got != wantLow {
-		t.Errorf("GOMAXPROCS when applyMaxProcs returned: %d, want Low (%d)", got, wantLow)
-	}
-	close(block)
-	for _, want := range []int{wantLow, wantHigh} {
-		if got := testkit.Receive(t, 10*time.Second, fmt.Sprintf("GOMAXPROCS to be set to %d", want), set); got != want {
-			t.Fatalf("GOMAXPROCS set to %d, want %d (low %d, high %d)", got, want, wantLow, wantHigh)
-		}
-	}
-	restore()
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
-	}
-}
-
-// TestMaxProcsWithoutLoadReadings: if the CPUs' load cannot be read (no
-// /proc/stat), GOMAXPROCS is fixed at the high value, the fixed behaviour
-// of before, and restore still puts the previous value back.
-func TestMaxProcsWithoutLoadReadings(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < runtime.NumCPU() {
-		t.Skip("a CPU limit applies here: the runtime's choice stands")
-	}
-	wantLow, wantHigh := maxProcs(Config{}, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	if wantLow == wantHigh {
-		t.Skipf("%d CPUs: no range to follow", runtime.NumCPU())
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	noEnv := func(string) (string, bool) { return "", false }
-	before := runtime.GOMAXPROCS(0)
-	restore := applyMaxProcs(context.Background(), Config{}, noEnv, log, procs.Options{
-		Sample: func() (uint64, uint64, error) { return 0, 0, errors.New("no /proc/stat") },
-	})
-	testkit.WaitFor(t, 10*time.Second, "GOMAXPROCS to be fixed at the high value", func() bool {
-		return runtime.GOMAXPROCS(0) == wantHigh
-	})
-	restore()
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS after restore: %d, want the previous %d", got, before)
 	}
 }

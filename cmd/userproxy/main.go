@@ -15,18 +15,14 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/userproxy/userproxy/cache"
-	"github.com/userproxy/userproxy/internal/procs"
+	"github.com/userproxy/userproxy/internal/runtimetune"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/proxy/readthrough"
@@ -47,7 +43,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	cfg, fs, err := parseConfig(args, lookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, "Usage: userproxy [flags]\n\nEvery flag has an environment twin USERPROXY_<FLAG_IN_UPPER_SNAKE> (the flag wins);\n-key-secret and -upstream-password can also be read from files (-key-secret-file, USERPROXY_KEY_SECRET_FILE, ...).\n\n")
+		fmt.Fprint(stdout, helpHeader())
 		fs.PrintDefaults()
 		return 0
 	}
@@ -67,9 +63,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	defer applyMemoryLimit(cfg, lookupEnv, log)()
-	defer applyGCPercent(cfg, lookupEnv, log)()
-	defer applyMaxProcs(ctx, cfg, lookupEnv, log, procs.Options{})()
+	// go-redis has one logger per process, so it is set here, by the
+	// program, not by package cache: its lines then join this log as
+	// records instead of plain text.
+	cache.SetRedisLogger(log)
+	defer runtimetune.Apply(runtimetune.Options{
+		MemoryLimit:    cfg.MemoryLimit,
+		GCPercent:      cfg.GCPercent,
+		MaxProcs:       cfg.MaxProcs,
+		InProcessBytes: cfg.inProcessBytes(),
+		LookupEnv:      lookupEnv,
+		Logger:         log,
+	})()
 	if err := serve(ctx, cfg, sealer, log, stdout, ready); err != nil {
 		log.Error("userproxy stopped", "err", err)
 		return 1
@@ -122,14 +127,15 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			log.Warn("cache entry cannot be decrypted or decoded; treated as a miss", "err", err)
 		}
 		r := cache.NewRedis(client, cache.RedisOptions{Sealer: sealer, AutoPipeline: cfg.RedisAutoPipe, OnCorrupt: onCorrupt, Breaker: cache.BreakerOptions{
-			OnStateChange: func(from, to gobreaker.State) {
-				cacheGauge.Set(breakerValue(to))
+			OnStateChange: func(from, to cache.BreakerState) {
+				cacheGauge.Set(float64(to))
 				log.Warn("cache circuit breaker changed state; failing open to the upstream while not closed",
 					"from", from.String(), "to", to.String())
 			},
 		}})
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
+		warnIfRedisDown(ctx, ping, cfg.RedisURL, log)
 		if cfg.L1TTL > 0 {
 			tier, err := cache.NewTiered(r, cache.L1Options{MaxBytes: cfg.L1MaxBytes, TTL: cfg.L1TTL})
 			if err != nil {
@@ -175,8 +181,8 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
 			m.UpstreamDuration.Observe(elapsed.Seconds())
 		},
-		OnStateChange: func(from, to gobreaker.State) {
-			breakerGauge.Set(breakerValue(to))
+		OnStateChange: func(from, to upstream.BreakerState) {
+			breakerGauge.Set(float64(to))
 			log.Warn("upstream circuit breaker changed state", "from", from.String(), "to", to.String())
 		},
 	})
@@ -285,6 +291,19 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	return serveErr
 }
 
+// warnIfRedisDown pings Redis once and warns if it does not answer within
+// a second (a first connection may need a TLS handshake). The proxy starts
+// and serves anyway, failing open to the upstream; without this, the first
+// sign of a wrong -redis-url would be a timeout on the first request.
+func warnIfRedisDown(ctx context.Context, ping func(context.Context) error, redisURL string, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := ping(pctx); err != nil && ctx.Err() == nil {
+		log.Warn("redis does not answer: starting anyway; every request fails open to the upstream until it does",
+			"redis_url", cache.RedactURL(redisURL), "err", err)
+	}
+}
+
 // newServer returns a server with a timeout on every phase, so slow or
 // hostile clients cannot hold connections open.
 func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *http.Server {
@@ -301,184 +320,7 @@ func newServer(h http.Handler, writeTimeout time.Duration, log *slog.Logger) *ht
 	}
 }
 
-// memoryLimit is the soft heap limit -memory-limit asks for: with 0, twice
-// the bytes the in-process cache may hold plus 32 MiB for everything else
-// (connection buffers, pools, the runtime), and never under 64 MiB, since
-// the heap grows to about twice its live size between collections by
-// default (GOGC=100; with an in-process cache the proxy lowers it, see
-// gcPercent, and the hot load stays under this limit). Measured under the
-// hot benchmark with the 16 MiB tier and GOGC=100: RSS 76-78 MiB without a
-// limit, 72 MiB with this one. The floor matters: a limit near the live
-// heap makes the runtime collect continuously; a 24 MiB limit on a
-// Redis-only replica with 128 connections starved it into cache timeouts
-// (bench/RESULTS.md).
-// 0 is returned for no limit.
-func memoryLimit(cfg Config) int64 {
-	switch {
-	case cfg.MemoryLimit < 0:
-		return 0
-	case cfg.MemoryLimit > 0:
-		return cfg.MemoryLimit
-	}
-	return max(2*inProcessBytes(cfg)+32<<20, 64<<20)
-}
-
-// inProcessBytes is the bound of the in-process cache in use: the embedded
-// store without Redis, the tier with it, or 0.
-func inProcessBytes(cfg Config) int64 {
-	switch {
-	case cfg.RedisURL == "":
-		return cfg.MemoryMaxBytes
-	case cfg.L1TTL > 0:
-		return cfg.L1MaxBytes
-	}
-	return 0
-}
-
-// gcPercent is the GOGC value -gc-percent asks for: with 0, 35 when an
-// in-process cache is on, else the Go default, 100. With a cache, the live
-// heap is mostly that long-lived cache, which GOGC=100 lets the heap
-// outgrow by as much again before collecting. Measured under the hot
-// benchmark with the 16 MiB tier and GOMAXPROCS 2: RSS 72 MiB at 100 (held
-// by the 64 MiB limit), 60-61 MiB at 50, 66 MiB at 75, at the same
-// throughput (10-12 collections in 10 s instead of 5-7). With the 8
-// scheduler threads of maxProcs the heap runs further ahead of each
-// collection: 64-66 MiB at 50, 59-62 MiB at 35, again at the same
-// throughput. Reaching 60 MiB with the soft limit instead (48 MiB) made the
-// runtime collect back to back after a burst of new connections: the
-// cache's fragmented spans count against the limit, so the heap goal fell
-// to the live heap (a 200-request stampede took 39 ms instead of 25).
-func gcPercent(cfg Config) int {
-	switch {
-	case cfg.GCPercent > 0:
-		return cfg.GCPercent
-	case inProcessBytes(cfg) > 0:
-		return 35
-	}
-	return 100
-}
-
-// maxProcs is the GOMAXPROCS range -gomaxprocs asks for, given the CPUs
-// this process may run on and the runtime's own choice, which follows a
-// cgroup CPU limit. An explicit count is used as is (low = high). With 0 and
-// no limit below the CPUs, one thread per CPU while the CPUs have room and
-// four per CPU, at most 32 (never fewer than the CPUs), while they are
-// saturated (package internal/procs moves between the two); under a limit,
-// 0, 0: the runtime's choice stands.
-//
-// A sidecar shares its CPUs with the application beside it. While they are
-// saturated, a scheduler thread the kernel preempts for another process
-// holds every goroutine queued on it (requests whose data has arrived)
-// until it runs again; more threads than CPUs let the kernel interleave the
-// proxy's work with the neighbour's in smaller pieces. Measured under the
-// hot benchmark on 2 CPUs, where wrk is the neighbour: with the tier,
-// 27-32k req/s and p99 11.5-13.6 ms at 2 threads, 33-44k and 6.6-7.9 ms at
-// 8 (16: no better; 4 and 6: in between); Redis only, 21.5-26.9k and p99
-// 7.3-9.1 ms at 2, 26.5-30.4k and 6.1-7.0 ms at 8. While the CPUs have
-// room (cold misses: the machine 37-70% busy) the extra threads only add
-// hand-offs between threads and CPUs: 0.9-3.2 ms more p50 at 8 than at 2
-// (bench/RESULTS.md). Under a CPU quota the extra threads would spend it in
-// bursts and get the container throttled for the rest of each period, so
-// the runtime's choice stands there.
-func maxProcs(cfg Config, cpus, runtimeChoice int) (low, high int) {
-	switch {
-	case cfg.MaxProcs > 0:
-		return cfg.MaxProcs, cfg.MaxProcs
-	case runtimeChoice < cpus:
-		return 0, 0
-	}
-	return cpus, max(cpus, min(4*cpus, 32))
-}
-
-// applyMaxProcs sets GOMAXPROCS from -gomaxprocs, unless the operator set
-// GOMAXPROCS, which wins; with a range (see maxProcs) it follows the CPUs'
-// load until ctx ends. It returns the function that stops that and
-// restores the previous value. Once set, the runtime no longer follows
-// changes to the container's CPU limit while the process runs (Go 1.25's
-// automatic update); a limit set at start is still honoured.
-func applyMaxProcs(ctx context.Context, cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger, opts procs.Options) (restore func()) {
-	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
-		log.Info("GOMAXPROCS is set: -gomaxprocs ignored", "gomaxprocs", v)
-		return func() {}
-	}
-	low, high := maxProcs(cfg, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	switch {
-	case high == 0:
-		log.Info("GOMAXPROCS left to the runtime: a CPU limit applies", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
-		return func() {}
-	case low == high:
-		prev := runtime.GOMAXPROCS(high)
-		log.Info("GOMAXPROCS set", "gomaxprocs", high, "cpus", runtime.NumCPU())
-		return func() { runtime.GOMAXPROCS(prev) }
-	}
-	// Low from the start, not once the goroutine below runs: what is sized
-	// from GOMAXPROCS while the proxy is wired (go-redis's default pool, 10
-	// connections per thread) must not depend on that race.
-	prev := runtime.GOMAXPROCS(low)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	opts.Low, opts.High = low, high
-	opts.OnChange = func(from, to int, busy float64) {
-		log.Info("GOMAXPROCS changed with the CPUs' load", "from", from, "to", to, "cpu_busy", fmt.Sprintf("%.2f", busy))
-	}
-	go func() {
-		defer close(done)
-		log.Info("GOMAXPROCS follows the CPUs' load", "low", low, "high", high, "cpus", runtime.NumCPU())
-		if err := procs.Run(ctx, opts); err != nil {
-			runtime.GOMAXPROCS(high)
-			log.Warn("cannot read the CPUs' load: GOMAXPROCS fixed", "gomaxprocs", high, "err", err)
-		}
-	}()
-	return func() {
-		cancel()
-		<-done
-		runtime.GOMAXPROCS(prev)
-	}
-}
-
-// applyGCPercent sets GOGC from -gc-percent, unless the operator set GOGC,
-// which wins. It returns the function that restores the previous value.
-func applyGCPercent(cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger) (restore func()) {
-	if v, ok := lookupEnv("GOGC"); ok && v != "" {
-		log.Info("GOGC is set: -gc-percent ignored", "gogc", v)
-		return func() {}
-	}
-	p := gcPercent(cfg)
-	prev := debug.SetGCPercent(p)
-	log.Info("GC percent set", "percent", p)
-	return func() { debug.SetGCPercent(prev) }
-}
-
-// applyMemoryLimit sets the runtime's soft memory limit, unless the
-// operator set GOMEMLIMIT (the Go runtime's own knob, which wins). It
-// returns the function that restores the previous limit (run is called
-// more than once in one process by the tests).
-func applyMemoryLimit(cfg Config, lookupEnv func(string) (string, bool), log *slog.Logger) (restore func()) {
-	if v, ok := lookupEnv("GOMEMLIMIT"); ok && v != "" {
-		log.Info("GOMEMLIMIT is set: -memory-limit ignored", "gomemlimit", v)
-		return func() {}
-	}
-	limit := memoryLimit(cfg)
-	if limit <= 0 {
-		return func() {}
-	}
-	prev := debug.SetMemoryLimit(limit)
-	log.Info("soft memory limit set", "bytes", limit)
-	return func() { debug.SetMemoryLimit(prev) }
-}
-
-func breakerValue(s gobreaker.State) float64 {
-	switch s {
-	case gobreaker.StateOpen:
-		return metrics.BreakerOpen
-	case gobreaker.StateHalfOpen:
-		return metrics.BreakerHalfOpen
-	default:
-		return metrics.BreakerClosed
-	}
-}
-
-func poolStats(s *redis.PoolStats) metrics.PoolStats {
+func poolStats(s cache.PoolStats) metrics.PoolStats {
 	return metrics.PoolStats{
 		Hits: s.Hits, Misses: s.Misses, Timeouts: s.Timeouts,
 		TotalConns: s.TotalConns, IdleConns: s.IdleConns, Stale: s.StaleConns,

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +16,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/internal/testkit"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -254,4 +259,76 @@ func grepLines(s, prefix string) string {
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testkit.WaitFor(t, 10*time.Second, what, cond)
+}
+
+// TestRedisNobodyAnswers: a -redis-url that nobody answers gets one clear
+// warning at start, naming the URL without its password; the proxy still
+// starts and serves (failing open to the upstream), and go-redis's own
+// lines arrive as JSON records like every other line of the log.
+func TestRedisNobodyAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nobody listens there now
+	up := upstreamtest.NewServer(t, upstreamtest.Options{})
+	s := start(t, "-upstream-url", up.URL, "-redis-url", "redis://:hunter2-password@"+dead+"/0",
+		"-key-secret", "0123456789abcdef-secret", "-log-format", "json")
+
+	demo := upstreamtest.DemoCredentials()[0]
+	if resp, _ := get(t, s.proxy+"/api/users/1", demo.Username, demo.Password); resp.StatusCode != http.StatusOK {
+		t.Errorf("request with Redis down: got %d, want 200 from the upstream", resp.StatusCode)
+	}
+	waitFor(t, "a go-redis line in the log", func() bool { return strings.Contains(s.logs.String(), `"component":"go-redis"`) })
+
+	logs := s.logs.String()
+	warnings := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec struct {
+			Level, Msg string
+			RedisURL   string `json:"redis_url"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("log line is not a JSON record: %q", line)
+			continue
+		}
+		if rec.Level == "WARN" && strings.Contains(rec.Msg, "redis does not answer") {
+			warnings++
+			if want := "redis://:xxxxx@" + dead + "/0"; rec.RedisURL != want {
+				t.Errorf("warning names redis_url %q, want %q", rec.RedisURL, want)
+			}
+			if !strings.Contains(rec.Msg, "fails open to the upstream") {
+				t.Errorf("warning %q does not say the proxy fails open to the upstream", rec.Msg)
+			}
+		}
+	}
+	if warnings != 1 {
+		t.Errorf("got %d warnings that Redis does not answer, want 1; log:\n%s", warnings, logs)
+	}
+	if strings.Contains(logs, "hunter2") {
+		t.Errorf("the log holds the Redis password:\n%s", logs)
+	}
+}
+
+// TestBreakerStatesAreTheGaugeValues: main sets
+// userproxy_circuit_breaker_state to float64 of a breaker state, so the
+// states of both packages must be the metric's values.
+func TestBreakerStatesAreTheGaugeValues(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		got, want  float64
+		str, wantS string
+	}{
+		{"cache closed", float64(cache.BreakerClosed), metrics.BreakerClosed, cache.BreakerClosed.String(), "closed"},
+		{"cache half-open", float64(cache.BreakerHalfOpen), metrics.BreakerHalfOpen, cache.BreakerHalfOpen.String(), "half-open"},
+		{"cache open", float64(cache.BreakerOpen), metrics.BreakerOpen, cache.BreakerOpen.String(), "open"},
+		{"upstream closed", float64(upstream.BreakerClosed), metrics.BreakerClosed, upstream.BreakerClosed.String(), "closed"},
+		{"upstream half-open", float64(upstream.BreakerHalfOpen), metrics.BreakerHalfOpen, upstream.BreakerHalfOpen.String(), "half-open"},
+		{"upstream open", float64(upstream.BreakerOpen), metrics.BreakerOpen, upstream.BreakerOpen.String(), "open"},
+	} {
+		if tc.got != tc.want || tc.str != tc.wantS {
+			t.Errorf("%s: got %v %q, want %v %q", tc.name, tc.got, tc.str, tc.want, tc.wantS)
+		}
+	}
 }
