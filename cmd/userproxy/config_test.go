@@ -78,6 +78,8 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 			"-cache-encryption-key-file", secretFile), nil, "-cache-encryption-key-file"},
 		{"previous key alone", append(base, "-cache-encryption-previous-key-file", secretFile), nil, "-cache-encryption-previous-key-file"},
 		{"empty redact field", append(base, "-redact-fields", "registration_password,,email"), nil, "-redact-fields"},
+		{"bad header name to drop", append(base, "-drop-response-headers", "X-Ok,Bad Name"), nil, "-drop-response-headers"},
+		{"empty header name to drop", append(base, "-drop-response-headers", "X-Ok,,X-Too"), nil, "-drop-response-headers"},
 		{"short admin token", append(base, "-admin-token", "short"), nil, "-admin-token"},
 		{"negative stale ttl", append(base, "-stale-ttl", "-1s"), nil, "-stale-ttl"},
 		{"jitter of 1", append(base, "-ttl-jitter", "1"), nil, "-ttl-jitter"},
