@@ -187,7 +187,7 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	if id, ok := h.checkID(unsafeString(rest)); !ok {
 		o = invalidID
 	} else {
-		req := readthrough.Request{ID: id, Authorization: f.auth, Authorizations: f.nAuth, Forward: fwd}
+		req := readthrough.Request{ID: id, Authorization: f.auth, Authorizations: f.nAuth, Forward: fwd, Received: start}
 		if h.honorCC {
 			req.Directives = readthrough.ParseDirectives(f.cc, f.prag)
 		}

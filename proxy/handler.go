@@ -43,8 +43,6 @@ type Options struct {
 	// Logger receives warnings about pass-through failures. Nil discards
 	// them. Credentials are never logged.
 	Logger *slog.Logger
-	// Now is the clock for request durations. Nil means time.Now.
-	Now func() time.Time
 }
 
 // Handler serves the proxy listener: GET|HEAD /api/users/{id} through the
@@ -58,7 +56,7 @@ type Handler struct {
 	replayed    replayedFields         // stored header fields as net/http takes them
 	m           *metrics.Metrics
 	log         *slog.Logger
-	now         func() time.Time
+	now         func() time.Time // the engine's clock
 }
 
 // New returns a Handler for opts.
@@ -72,7 +70,7 @@ func New(opts Options) (*Handler, error) {
 		honorCC: !opts.IgnoreClientCacheControl,
 		m:       opts.Metrics,
 		log:     opts.Logger,
-		now:     opts.Now,
+		now:     opts.Engine.Now, // one clock: a request's start is also the engine's
 	}
 	if h.validID == nil {
 		h.validID = validID
@@ -82,9 +80,6 @@ func New(opts Options) (*Handler, error) {
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if h.now == nil {
-		h.now = time.Now
 	}
 	if opts.PassthroughURL != nil {
 		h.passthrough = h.newPassthrough(opts.PassthroughURL, opts.PassthroughTransport)

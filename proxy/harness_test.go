@@ -167,7 +167,7 @@ func newEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 		t.Fatalf("readthrough.New: %v", err)
 	}
 	opts := proxy.Options{
-		Engine: e.eng, Metrics: e.m, Now: e.clock.Now,
+		Engine: e.eng, Metrics: e.m,
 		PassthroughURL: base, PassthroughTransport: e.client.Transport(),
 	}
 	if o.proxy != nil {

@@ -36,7 +36,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 		h.observe(metrics.CacheError, http.StatusBadRequest, start)
 		return
 	}
-	req := readthrough.Request{ID: id}
+	req := readthrough.Request{ID: id, Received: start}
 	if auth := r.Header["Authorization"]; len(auth) > 0 { // canonical key: no allocation
 		req.Authorization, req.Authorizations = auth[0], len(auth)
 	}

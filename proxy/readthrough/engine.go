@@ -223,6 +223,9 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
+// Now reads the engine's clock (Options.Now).
+func (e *Engine) Now() time.Time { return e.now() }
+
 // FillTimeout is how long one fill may take: the bound on any upstream
 // call the engine makes.
 func (e *Engine) FillTimeout() time.Duration { return e.fillTO }

@@ -16,7 +16,10 @@ import (
 // when it ends, Get stops waiting for a fill that others share (Status 499),
 // while the fill itself goes on for them and the cache.
 func (e *Engine) Get(ctx context.Context, r Request) Outcome {
-	start := e.now()
+	start := r.Received
+	if start.IsZero() {
+		start = e.now()
+	}
 	cred, scope, err := e.credentials(&r)
 	if err != nil {
 		return Outcome{Status: http.StatusUnauthorized, Err: err.Error(), Challenge: true,

@@ -2,6 +2,7 @@ package readthrough
 
 import (
 	"strings"
+	"time"
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/upstream"
@@ -26,6 +27,11 @@ type Request struct {
 	// Forward is what an upstream call made for this request carries: its
 	// request id and trace context. Zero carries none.
 	Forward upstream.Forward
+	// Received is when the request arrived, by the engine's clock
+	// (Engine.Now): freshness is judged at that instant. Zero means when
+	// Get is called. An edge that reads the clock anyway (for its metrics)
+	// passes its reading, which saves reading it twice on every hit.
+	Received time.Time
 }
 
 // Directives is what a client's request asks of the cache.
