@@ -175,6 +175,7 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 		rest = rest[:q] // like URL.EscapedPath: the query is not part of the id
 	}
 	f := frontRequests.Get().(*frontRequest)
+	f.ctx.begin(c.Conn())
 	f.scan(&c.Request.Header)
 	fwd := f.in.forward()
 	if fwd.RequestID == "" {
@@ -198,9 +199,9 @@ func (h *Handler) serveFront(c *fasthttp.RequestCtx, rest []byte, al *accessLogg
 	}
 	renderOutcome(c, &o)
 	h.observe(o.Result, o.Status, start)
-	if al != nil && (sampled || o.Status >= 500) {
+	if al != nil && (sampled || o.Status >= 500 || o.Status == statusClientGone) {
 		al.log(&f.ctx, string(c.Method()), string(c.Request.Header.RequestURI()[:len(usersPrefix)+len(rest)]),
-			c.Response.StatusCode(), int64(len(c.Response.Body())), logStart,
+			o.Status, int64(len(c.Response.Body())), logStart,
 			string(c.Response.Header.Peek("Cache-Status")), fwd.RequestID, c.RemoteAddr().String())
 	}
 	f.ctx.end()
@@ -218,6 +219,7 @@ var invalidID = readthrough.Outcome{Status: http.StatusBadRequest, Err: msgInval
 // buffers, so nothing here allocates on a hit.
 func renderOutcome(c *fasthttp.RequestCtx, o *readthrough.Outcome) {
 	if o.Status == statusClientGone {
+		c.SetConnectionClose() // nobody reads an answer
 		return
 	}
 	rh := &c.Response.Header

@@ -59,6 +59,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 // (render.go).
 func (h *Handler) writeOutcome(w http.ResponseWriter, head bool, o *readthrough.Outcome) {
 	if o.Status == statusClientGone {
+		w.WriteHeader(statusClientGone) // for the access log: nobody reads it
 		return
 	}
 	hdr := w.Header()
