@@ -87,8 +87,13 @@ const defaultUsers = 50
 //
 //	GET|HEAD /api/users/{id}   the user, as a one-element JSON array (faults apply)
 //	PUT      /api/users/{id}   merge a JSON object's string fields into the user
+//	DELETE   /api/users/{id}   soft-delete: is_deleted becomes "1"
 //	POST     /api/users        create the tenant's next user from a JSON object
+//	PUT      …/hook/users/{id} the webhook module's update: as PUT /api/users/{id}
+//	PUT      /api/roles/{id}   rename role {id} ({"name":"…"}) in every user that has it
 //	         /_fake/...        control endpoints, loopback clients only (see the package doc)
+//
+// Like the real API, it reads user ids as numbers: /api/users/01 is user 1.
 //
 // Every /api/ route requires Basic auth first (401 otherwise), then waits
 // the configured latency; faults apply to authenticated GETs only, so a
@@ -288,7 +293,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writes.Add(1)
 		h.serveAPI(w, r, h.serveCreate)
 	case strings.HasPrefix(path, usersPath+"/"):
-		id := strings.TrimPrefix(path, usersPath+"/")
+		id := numericID(strings.TrimPrefix(path, usersPath+"/"))
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			h.countRequest(id)
@@ -300,12 +305,54 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
 				h.serveUpdate(w, r, tenant, id)
 			})
+		case http.MethodDelete:
+			h.writes.Add(1)
+			h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
+				h.serveDelete(w, tenant, id)
+			})
 		default:
-			methodNotAllowed(w, "GET, HEAD, PUT")
+			methodNotAllowed(w, "GET, HEAD, PUT, DELETE")
 		}
+	case strings.Contains(path, hookUsersSegment):
+		id := numericID(path[strings.LastIndex(path, hookUsersSegment)+len(hookUsersSegment):])
+		if r.Method != http.MethodPut {
+			methodNotAllowed(w, http.MethodPut)
+			return
+		}
+		h.writes.Add(1)
+		h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
+			h.serveUpdate(w, r, tenant, id)
+		})
+	case strings.HasPrefix(path, rolesPath+"/"):
+		if r.Method != http.MethodPut {
+			methodNotAllowed(w, http.MethodPut)
+			return
+		}
+		h.writes.Add(1)
+		h.serveAPI(w, r, func(w http.ResponseWriter, r *http.Request, tenant string) {
+			h.serveRole(w, r, tenant, strings.TrimPrefix(path, rolesPath+"/"))
+		})
 	default:
 		writeJSON(w, http.StatusNotFound, notFoundBody)
 	}
+}
+
+// Other routes of the API.
+const (
+	hookUsersSegment = "/hook/users/"
+	rolesPath        = "/api/roles"
+)
+
+// numericID is id as the API reads it: a number, so without leading zeros.
+// Other ids are kept as they are (and name no user).
+func numericID(id string) string {
+	if id == "" || strings.Trim(id, "0123456789") != "" {
+		return id
+	}
+	if t := strings.TrimLeft(id, "0"); t != "" {
+		return t
+	}
+	return "0"
 }
 
 func (h *Handler) countRequest(id string) {

@@ -223,9 +223,10 @@ func TestNotFound(t *testing.T) {
 		{"non-numeric id", http.MethodGet, "/api/users/abc", http.StatusNotFound, `{"error":"user not found"}`, ""},
 		{"sub path", http.MethodGet, "/api/users/1/extra", http.StatusNotFound, `{"error":"user not found"}`, ""},
 		{"empty id", http.MethodGet, "/api/users/", http.StatusNotFound, `{"error":"user not found"}`, ""},
-		{"other path", http.MethodGet, "/api/roles/1", http.StatusNotFound, `{"error":"not found"}`, ""},
+		{"other path", http.MethodGet, "/api/desks/1", http.StatusNotFound, `{"error":"not found"}`, ""},
 		{"root", http.MethodGet, "/", http.StatusNotFound, `{"error":"not found"}`, ""},
-		{"delete user", http.MethodDelete, "/api/users/1", http.StatusMethodNotAllowed, `{"error":"method not allowed"}`, "GET, HEAD, PUT"},
+		{"patch user", http.MethodPatch, "/api/users/1", http.StatusMethodNotAllowed, `{"error":"method not allowed"}`, "GET, HEAD, PUT, DELETE"},
+		{"get role", http.MethodGet, "/api/roles/1", http.StatusMethodNotAllowed, `{"error":"method not allowed"}`, "PUT"},
 		{"list users", http.MethodGet, "/api/users", http.StatusMethodNotAllowed, `{"error":"method not allowed"}`, "POST"},
 		{"unknown control", http.MethodGet, "/_fake/nope", http.StatusNotFound, `{"error":"not found"}`, ""},
 	}

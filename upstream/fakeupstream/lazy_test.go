@@ -25,7 +25,7 @@ func TestLazyMatchesEager(t *testing.T) {
 		{"20", http.StatusOK},
 		{"0", http.StatusNotFound},
 		{"21", http.StatusNotFound},
-		{"07", http.StatusNotFound},
+		{"07", http.StatusOK}, // ids are numbers: user 7
 		{"+7", http.StatusNotFound},
 		{"-1", http.StatusNotFound},
 		{"abc", http.StatusNotFound},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 )
@@ -45,6 +46,57 @@ func (h *Handler) serveUpdate(w http.ResponseWriter, r *http.Request, tenant, id
 		return
 	}
 	writeJSON(w, http.StatusOK, u.body)
+}
+
+// serveDelete soft-deletes tenant's user id, as the API does (is_deleted
+// "1"), and answers 200 with the new body (404 for an unknown id).
+func (h *Handler) serveDelete(w http.ResponseWriter, tenant, id string) {
+	h.mu.Lock()
+	old, found := h.users[tenant][id]
+	if !found && h.isLazySeed(id) {
+		old, found = newUser(tenant, id), true
+	}
+	if !found {
+		h.mu.Unlock()
+		writeJSON(w, http.StatusNotFound, userNotFoundBody)
+		return
+	}
+	u := old.clone() // copy on write, as in serveUpdate
+	u.fields["is_deleted"] = "1"
+	u.encode()
+	h.users[tenant][id] = u
+	h.mu.Unlock()
+	writeJSON(w, http.StatusOK, u.body)
+}
+
+// serveRole renames role roleID to the JSON body's "name" in every user of
+// tenant that has it (built users only: a lazily seeded user not yet read
+// keeps its seed), and answers 200 with how many users changed.
+func (h *Handler) serveRole(w http.ResponseWriter, r *http.Request, tenant, roleID string) {
+	patch, ok := readPatch(w, r)
+	if !ok {
+		return
+	}
+	var name string
+	if err := json.Unmarshal(patch["name"], &name); err != nil || name == "" {
+		writeError(w, http.StatusBadRequest, "body must be {\"name\":\"…\"}")
+		return
+	}
+	h.mu.Lock()
+	changed := 0
+	for id, old := range h.users[tenant] {
+		if _, has := old.roles[roleID]; !has {
+			continue
+		}
+		u := old.clone()
+		u.roles = maps.Clone(old.roles) // clone shares it
+		u.roles[roleID] = name
+		u.encode()
+		h.users[tenant][id] = u
+		changed++
+	}
+	h.mu.Unlock()
+	writeJSON(w, http.StatusOK, []byte(`{"id":`+strconv.Quote(roleID)+`,"name":`+strconv.Quote(name)+`,"users_changed":`+strconv.Itoa(changed)+`}`))
 }
 
 // serveCreate creates tenant's next user, seeded like the others and then

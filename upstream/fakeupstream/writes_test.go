@@ -124,3 +124,50 @@ func TestCreate(t *testing.T) {
 		t.Errorf("got Writes %d, want 4", got)
 	}
 }
+
+// TestOtherWriteRoutes: the routes beside PUT /api/users/{id} that change
+// users, each read back through GET: the API reads ids as numbers, DELETE
+// soft-deletes, the webhook route updates, a role rename reaches every
+// member.
+func TestOtherWriteRoutes(t *testing.T) {
+	s := newServer(t, Options{})
+	c := testkit.HTTPClient(t)
+	get := func(id string) map[string]any {
+		t.Helper()
+		resp, body := do(t, c, http.MethodGet, s.URL+"/api/users/"+id, &demo, "")
+		wantStatus(t, resp, body, http.StatusOK)
+		return firstUser(t, body)
+	}
+
+	resp, body := do(t, c, http.MethodPut, s.URL+"/api/users/002", &demo, `{"first_name":"Leading"}`)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := get("2")["first_name"]; got != "Leading" {
+		t.Errorf("PUT /api/users/002 then GET 2: first_name %v, want Leading", got)
+	}
+
+	resp, body = do(t, c, http.MethodDelete, s.URL+"/api/users/3", &demo, "")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := get("3")["is_deleted"]; got != "1" {
+		t.Errorf("DELETE then GET: is_deleted %v, want 1", got)
+	}
+
+	resp, body = do(t, c, http.MethodPut, s.URL+"/api/modules/webhook/hook/users/4", &demo, `{"last_name":"Hooked"}`)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := get("4")["last_name"]; got != "Hooked" {
+		t.Errorf("webhook PUT then GET: last_name %v, want Hooked", got)
+	}
+
+	roles := get("1")["roles"].(map[string]any)
+	var roleID string
+	for id := range roles {
+		roleID = id
+	}
+	resp, body = do(t, c, http.MethodPut, s.URL+"/api/roles/"+roleID, &demo, `{"name":"Renamed"}`)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := get("1")["roles"].(map[string]any)[roleID]; got != "Renamed" {
+		t.Errorf("role rename then GET: roles[%s] %v, want Renamed", roleID, got)
+	}
+	if other, _ := s.User(demo2.Tenant, "1"); bytes.Contains(other, []byte("Renamed")) {
+		t.Error("a role rename in one tenant reached another")
+	}
+}
