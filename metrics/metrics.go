@@ -67,7 +67,9 @@ type Metrics struct {
 	// read of the same key instead of making their own.
 	SharedReads prometheus.Counter
 	// Invalidations counts invalidations by source: "write" (a user
-	// written through the proxy), "admin" (one user purged), "admin_all"
+	// written through the proxy), "create" (a user created through the
+	// proxy: its cached 404 dropped), "roles" (a role changed through the
+	// proxy: everything dropped), "admin" (one user purged), "admin_all"
 	// (everything purged), "retry" (one that failed while the cache was
 	// unreachable, applied once it answered again).
 	Invalidations *prometheus.CounterVec
@@ -133,7 +135,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_invalidations_total",
-			Help: "Invalidations by source (write, admin, admin_all, retry).",
+			Help: "Invalidations by source (write, create, roles, admin, admin_all, retry).",
 		}, []string{"source"}),
 		StaleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userproxy_stale_served_total",
@@ -168,7 +170,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{StaleRevalidate, StaleError, StaleBreakerOpen} {
 		m.StaleServed.WithLabelValues(r)
 	}
-	for _, s := range []string{"write", "admin", "admin_all", "retry"} {
+	for _, s := range []string{"write", "create", "roles", "admin", "admin_all", "retry"} {
 		m.Invalidations.WithLabelValues(s)
 	}
 	m.BreakerState.WithLabelValues("upstream").Set(BreakerClosed)

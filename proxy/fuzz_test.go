@@ -32,18 +32,27 @@ var credentialErrors = []error{readthrough.ErrNoCredentials, readthrough.ErrNotB
 	readthrough.ErrNotBase64, readthrough.ErrNoColon, readthrough.ErrEmptyUsername, readthrough.ErrManyCredentials}
 
 // idPattern is the documented default id rule.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var idPattern = regexp.MustCompile(`^[0-9]{1,20}$`)
 
 func FuzzValidID(f *testing.F) {
 	for _, s := range []string{
-		"", "1", "42", "a-b_C", strings.Repeat("9", 64), strings.Repeat("9", 65),
+		"", "1", "42", "01", "000", "0", "a-b_C", strings.Repeat("9", 64), strings.Repeat("9", 65),
 		"..", "%2e", "a/b", "1\x00", "1\n", "caf\u00e9", "\uff11", "\xff", " 1", "1 ",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
-		if got, want := validID(id), idPattern.MatchString(id); got != want {
-			t.Fatalf("validID(%q): got %v, want %v (as %s)", id, got, want, idPattern)
+		if got, want := numericID(id), idPattern.MatchString(id); got != want {
+			t.Fatalf("numericID(%q): got %v, want %v (as %s)", id, got, want, idPattern)
+		}
+		if !numericID(id) {
+			return
+		}
+		// The canonical spelling: the same number, no leading zero, and
+		// canonical already.
+		c := canonicalID(id)
+		if c == "" || (len(c) > 1 && c[0] == '0') || strings.TrimLeft(id, "0") != strings.TrimLeft(c, "0") || canonicalID(c) != c {
+			t.Fatalf("canonicalID(%q) = %q, want the same number without leading zeros", id, c)
 		}
 	})
 }
@@ -63,7 +72,7 @@ var (
 
 func (u *fuzzUpstream) Fetch(_ context.Context, id string, _ upstream.Credentials) (*upstream.Response, error) {
 	u.calls.Add(1)
-	if !validID(id) {
+	if !numericID(id) || canonicalID(id) != id {
 		u.bad.Store(id)
 	}
 	hdr := http.Header{"Content-Type": {"application/json"}}

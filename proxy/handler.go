@@ -21,8 +21,9 @@ import (
 type Options struct {
 	// Engine answers cached reads. Required; its owner closes it.
 	Engine *readthrough.Engine
-	// ValidID reports whether a user id is acceptable. Nil means the
-	// default rule ^[A-Za-z0-9_-]{1,64}$.
+	// ValidID reports whether a user id is acceptable; ids it accepts are
+	// used as they are sent. Nil means the default rule: ids are numbers,
+	// ^[0-9]{1,20}$, used without leading zeros (id.go).
 	ValidID func(id string) bool
 	// IgnoreClientCacheControl, when true, ignores the client's
 	// Cache-Control no-cache / no-store. False honours them.
@@ -51,6 +52,7 @@ type Options struct {
 type Handler struct {
 	eng         *readthrough.Engine
 	validID     func(string) bool
+	numericIDs  bool // the default rule: ids are made canonical
 	honorCC     bool
 	passthrough *httputil.ReverseProxy // nil when disabled
 	replayed    replayedFields         // stored header fields as net/http takes them
@@ -73,7 +75,7 @@ func New(opts Options) (*Handler, error) {
 		now:     opts.Engine.Now, // one clock: a request's start is also the engine's
 	}
 	if h.validID == nil {
-		h.validID = validID
+		h.validID, h.numericIDs = numericID, true
 	}
 	if h.m == nil {
 		h.m = metrics.New(prometheus.NewRegistry())
@@ -99,12 +101,16 @@ func (h *Handler) Close() {
 
 const usersPrefix = "/api/users/"
 
-// checkID validates the raw (still escaped) id segment. The default rule
-// admits no '%', so escapes never reach a custom rule undecoded.
+// checkID validates the raw (still escaped) id segment and returns the id
+// in the spelling the cache and the upstream use. The default rule admits
+// no '%', so escapes never reach it undecoded.
 func (h *Handler) checkID(raw string) (string, bool) {
 	id, err := url.PathUnescape(raw)
 	if err != nil || strings.Contains(raw, "/") || id == "." || id == ".." || !h.validID(id) {
 		return "", false
+	}
+	if h.numericIDs {
+		id = canonicalID(id)
 	}
 	return id, true
 }

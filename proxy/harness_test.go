@@ -126,11 +126,18 @@ type envOptions struct {
 	// wrapUpstream, if set, puts a handler of the test's in front of the
 	// fake upstream (to hold or alter its answers).
 	wrapUpstream func(http.Handler) http.Handler
+	// shareUpstream, if set, is the fake upstream to use instead of a new
+	// one: another env's, so that two proxies front one API (replicas).
+	shareUpstream *upstreamtest.Server
 }
 
 func newEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, up: upstreamtest.NewServer(t, o.upstream), reg: prometheus.NewRegistry(), clock: clockFor(t), store: store}
+	up := o.shareUpstream
+	if up == nil {
+		up = upstreamtest.NewServer(t, o.upstream)
+	}
+	e := &env{t: t, up: up, reg: prometheus.NewRegistry(), clock: clockFor(t), store: store}
 	e.m = metrics.New(e.reg)
 	timeout := o.timeout
 	if timeout == 0 {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -9,12 +8,8 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/metrics"
-	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream"
 )
-
-// passKey carries a write's user id to ModifyResponse.
-type passKey struct{}
 
 // newPassthrough builds the reverse proxy for uncached traffic. Requests keep
 // their path and query; rt (the upstream client's transport) puts the
@@ -56,10 +51,11 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID strin
 		return
 	}
 	w.Header()["Cache-Status"] = statusMethod
-	h.pass(w, r.WithContext(context.WithValue(r.Context(), passKey{}, id)), start)
+	h.pass(w, withWriteEffect(r, writeEffect{kind: dropUser, id: id}), start)
 }
 
-// serveBypass passes any other request through uncached.
+// serveBypass passes any other request through uncached; a write that
+// changes users (writes.go) invalidates what it changed once it succeeds.
 func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	if !safePath(r.URL.EscapedPath()) {
@@ -72,6 +68,9 @@ func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Cache-Status"] = statusBypass
 	} else {
 		w.Header()["Cache-Status"] = statusMethod
+		if eff, ok := h.writeEffectOf(r.Method, r.URL.EscapedPath()); ok {
+			r = withWriteEffect(r, eff)
+		}
 	}
 	h.pass(w, r, start)
 }
@@ -85,18 +84,6 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, start time.Time) 
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	h.passthrough.ServeHTTP(sw, r)
 	h.observe(metrics.CacheBypass, sw.status, start)
-}
-
-// invalidateOnWrite drops a user's entries after a successful write.
-func (h *Handler) invalidateOnWrite(resp *http.Response) error {
-	id, ok := resp.Request.Context().Value(passKey{}).(string)
-	if !ok || resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil
-	}
-	// The write has happened upstream whether or not this client stays to
-	// read the answer, so the invalidation must not be cancelled with it.
-	h.eng.Invalidate(context.WithoutCancel(resp.Request.Context()), id, readthrough.CauseWrite)
-	return nil
 }
 
 // safePath reports whether an escaped path means the same to every server

@@ -20,7 +20,9 @@ const purgeTimeout = 2 * time.Minute
 // admin listener:
 //
 //	DELETE /admin/cache/users/{id}   drop every scope's entry for one user
-//	DELETE /admin/cache              drop everything
+//	DELETE /admin/cache              drop everything (a second pass follows
+//	                                 within the fill timeout: see
+//	                                 readthrough.Engine.InvalidateAll)
 //
 // Both require "Authorization: Bearer <token>". An empty token disables them:
 // they answer 403 and say how to enable them.
@@ -49,7 +51,7 @@ func (h *Handler) Purge(token string) http.Handler {
 		path := strings.TrimSuffix(r.URL.EscapedPath(), "/")
 		switch {
 		case path == "/admin/cache":
-			switch err := h.eng.InvalidateAll(ctx); {
+			switch err := h.eng.InvalidateAll(ctx, readthrough.CauseAdminAll); {
 			case errors.Is(err, readthrough.ErrNotSupported):
 				writeJSONError(w, http.StatusNotImplemented, "this cache store cannot drop everything")
 			case err != nil:

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,9 @@ type Options struct {
 	// runs detached from the client that started it. Default 5s; keep it
 	// above the upstream timeout.
 	FillTimeout time.Duration
+	// PurgeTimeout bounds a retried purge of everything, which walks the
+	// whole keyspace: far longer than one cache operation. Default 2m.
+	PurgeTimeout time.Duration
 	// Metrics records what the engine does. Nil means metrics on a private
 	// registry nobody scrapes.
 	Metrics *metrics.Metrics
@@ -135,6 +139,7 @@ type Engine struct {
 	rand        func() float64
 	cacheTO     time.Duration
 	fillTO      time.Duration
+	purgeTO     time.Duration
 	m           *metrics.Metrics
 	log         *slog.Logger
 	now         func() time.Time
@@ -144,7 +149,10 @@ type Engine struct {
 	misses  coalesce.Set[keyEpoch]              // the ordinary miss fills among them
 	ended   coalesce.Epochs                     // fills ended, per group of keys
 	written coalesce.Epochs                     // invalidations completed, per group of ids
-	reads   coalesce.Reads[keyEpoch, storeRead] // store reads in flight
+	// writtenAll counts the purges of everything begun; it moves every
+	// id's write epoch (writtenNow).
+	writtenAll atomic.Uint64
+	reads      coalesce.Reads[keyEpoch, storeRead] // store reads in flight
 
 	refreshing sync.Map             // flight keys with a background refresh running
 	pending    pendingInvalidations // invalidations to retry once the cache answers
@@ -180,6 +188,7 @@ func New(opts Options) (*Engine, error) {
 		rand:     opts.Rand,
 		cacheTO:  orDefault(opts.CacheTimeout, 50*time.Millisecond),
 		fillTO:   orDefault(opts.FillTimeout, 5*time.Second),
+		purgeTO:  orDefault(opts.PurgeTimeout, 2*time.Minute),
 		m:        opts.Metrics,
 		log:      opts.Logger,
 		now:      opts.Now,

@@ -27,9 +27,8 @@ import (
 //   - written: invalidations this process completed, per group of ids. A
 //     fill that began before a write may carry the answer the write
 //     replaced, so a request shares a fill (or a store read) only with
-//     requests that read the same count. A purge of everything needs no
-//     count: it returns only once every fill in flight when it began has
-//     ended (InvalidateAll). Writes through other replicas reach this
+//     requests that read the same count. A purge of everything moves
+//     every id's count. Writes through other replicas reach this
 //     process's tier, not its fills.
 //   - ended: fills ended, per group of keys. Without an in-process tier, a
 //     fill's leader re-reads the store only if a fill of its key may have
@@ -42,8 +41,11 @@ type keyEpoch struct {
 	epoch uint64
 }
 
-// writtenNow is id's write epoch.
-func (e *Engine) writtenNow(id string) uint64 { return e.written.Now(coalesce.Hash(id)) }
+// writtenNow is id's write epoch: the invalidations of its group, plus the
+// purges of everything. Both only grow, so the sum moves with either.
+func (e *Engine) writtenNow(id string) uint64 {
+	return e.written.Now(coalesce.Hash(id)) + e.writtenAll.Load()
+}
 
 // endedNow is k's count of ended fills.
 func (e *Engine) endedNow(k cache.Key) uint64 { return e.ended.Now(coalesce.Hash2(k.ID, k.Scope)) }

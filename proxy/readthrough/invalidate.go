@@ -15,10 +15,13 @@ import (
 // userproxy_invalidations_total.
 type Cause string
 
-// The causes of an invalidation of one user.
+// The causes of an invalidation.
 const (
-	CauseWrite Cause = "write" // a write through the proxy succeeded
-	CauseAdmin Cause = "admin" // an operator's purge
+	CauseWrite    Cause = "write"     // a write to a user through the proxy succeeded
+	CauseCreate   Cause = "create"    // a user was created through the proxy
+	CauseRoles    Cause = "roles"     // a role changed through the proxy: every member's roles field
+	CauseAdmin    Cause = "admin"     // an operator's purge of one user
+	CauseAdminAll Cause = "admin_all" // an operator's purge of everything
 )
 
 // ErrCacheUnavailable is returned by Invalidate when the cache could not be
@@ -53,33 +56,43 @@ func (e *Engine) Invalidate(ctx context.Context, id string, cause Cause) error {
 	return nil
 }
 
-// InvalidateAll drops everything, twice: the second pass, once every fill
-// that was in flight during the first has finished (fills are bounded by
-// FillTimeout, which is how long InvalidateAll takes), catches what those
-// fills stored for users the first pass could not fence (see
-// cache.Redis.InvalidateAll). ctx bounds the whole.
-func (e *Engine) InvalidateAll(ctx context.Context) error {
+// InvalidateAll drops every user's entries, for every replica sharing the
+// store (its in-process tiers hear of it), and returns once that first pass
+// is done: requests sent after it neither read an older entry nor share a
+// fill begun before it. A second pass follows in the background once every
+// fill that was in flight has ended (fills are bounded by FillTimeout): it
+// catches what those fills stored for users the first pass could not fence
+// (see cache.Redis.InvalidateAll). If the store cannot be reached, every
+// entry is treated as a miss until a retried purge succeeds, and the error
+// wraps ErrCacheUnavailable. ctx bounds the first pass.
+func (e *Engine) InvalidateAll(ctx context.Context, cause Cause) error {
 	all, ok := e.store.(AllInvalidator)
 	if !ok {
 		return ErrNotSupported
 	}
-	err := all.InvalidateAll(ctx)
-	if err == nil {
+	// Whatever the store says, fills begun before now are not for
+	// requests sent after it.
+	defer e.writtenAll.Add(1)
+	if err := all.InvalidateAll(ctx); err != nil {
+		e.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
+		e.pending.addAll()
+		e.log.Error("purge of every entry failed; every entry is a miss until a retry succeeds", "cause", string(cause), "err", err)
+		return errors.Join(ErrCacheUnavailable, err)
+	}
+	e.m.Invalidations.WithLabelValues(string(cause)).Inc()
+	e.goBackground(ctx, e.fillTO+e.purgeTO, func(ctx context.Context) {
 		t := time.NewTimer(e.fillTO)
+		defer t.Stop()
 		select {
 		case <-t.C:
-			err = all.InvalidateAll(ctx)
 		case <-ctx.Done():
-			t.Stop()
-			err = ctx.Err()
+			return
 		}
-	}
-	if err != nil {
-		e.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
-		e.log.Error("cache purge failed", "err", err)
-		return err
-	}
-	e.m.Invalidations.WithLabelValues("admin_all").Inc()
+		if err := all.InvalidateAll(ctx); err != nil {
+			e.m.CacheErrors.WithLabelValues(metrics.OpInvalidate).Inc()
+			e.log.Warn("second pass of a purge failed; entries that fills in flight stored may stand until they expire", "err", err)
+		}
+	})
 	return nil
 }
 
@@ -92,8 +105,10 @@ const maxPending = 10000
 // was unreachable), so it can be retried once the cache answers again:
 // otherwise entries that predate a write could be served until they expire.
 type pendingInvalidations struct {
-	n        atomic.Int64 // len(ids), read on the hit path without the lock
+	n        atomic.Int64 // len(ids), plus one while all is set: read on the hit path without the lock
 	flushing atomic.Bool  // a flush is running
+
+	all atomic.Bool // a purge of everything failed: every entry is suspect
 
 	mu  sync.Mutex          // protects ids
 	ids map[string]struct{} // users to invalidate
@@ -109,16 +124,36 @@ func (p *pendingInvalidations) add(id string) bool {
 	if _, ok := p.ids[id]; !ok && len(p.ids) >= maxPending {
 		return false
 	}
-	p.ids[id] = struct{}{}
-	p.n.Store(int64(len(p.ids)))
+	if _, ok := p.ids[id]; !ok {
+		p.ids[id] = struct{}{}
+		p.n.Add(1)
+	}
 	return true
 }
 
-// has reports whether id awaits a retried invalidation. Lock-free while
-// nothing is pending, which is always on a healthy hit path.
+// addAll remembers that everything must be purged.
+func (p *pendingInvalidations) addAll() {
+	if p.all.CompareAndSwap(false, true) {
+		p.n.Add(1)
+	}
+}
+
+// doneAll forgets the purge of everything: it has been applied.
+func (p *pendingInvalidations) doneAll() {
+	if p.all.CompareAndSwap(true, false) {
+		p.n.Add(-1)
+	}
+}
+
+// has reports whether id awaits a retried invalidation (or everything
+// does). Lock-free while nothing is pending, which is always on a healthy
+// hit path.
 func (p *pendingInvalidations) has(id string) bool {
 	if p.n.Load() == 0 {
 		return false
+	}
+	if p.all.Load() {
+		return true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -141,8 +176,10 @@ func (p *pendingInvalidations) snapshot() []string {
 func (p *pendingInvalidations) done(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.ids, id)
-	p.n.Store(int64(len(p.ids)))
+	if _, ok := p.ids[id]; ok {
+		delete(p.ids, id)
+		p.n.Add(-1)
+	}
 }
 
 // retryPending starts one background flush of the remembered
@@ -153,9 +190,26 @@ func (e *Engine) retryPending(ctx context.Context) {
 		return
 	}
 	ids := e.pending.snapshot()
-	// Each retry has the cache budget; the flush as a whole, that many.
-	started := e.goBackground(ctx, time.Duration(len(ids))*e.cacheTO, func(ctx context.Context) {
+	all := e.pending.all.Load()
+	// Each retry has the cache budget, and a purge of everything its own;
+	// the flush as a whole, their sum.
+	budget := time.Duration(len(ids)) * e.cacheTO
+	if all {
+		budget += e.purgeTO
+	}
+	started := e.goBackground(ctx, budget, func(ctx context.Context) {
 		defer e.pending.flushing.Store(false)
+		if all {
+			actx, cancel := context.WithTimeout(ctx, e.purgeTO)
+			err := e.store.(AllInvalidator).InvalidateAll(actx) // only a store that has it sets all
+			cancel()
+			if err != nil {
+				return // still unreachable: the next successful read retries
+			}
+			e.pending.doneAll()
+			e.m.Invalidations.WithLabelValues("retry").Inc()
+			e.log.Info("retried purge of every entry succeeded")
+		}
 		for _, id := range ids {
 			if ctx.Err() != nil {
 				return
