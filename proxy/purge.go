@@ -27,20 +27,7 @@ const purgeTimeout = 2 * time.Minute
 // Both require "Authorization: Bearer <token>". An empty token disables them:
 // they answer 403 and say how to enable them.
 func (h *Handler) Purge(token string) http.Handler {
-	sum := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" {
-			writeJSONError(w, http.StatusForbidden, "cache purge is disabled: start userproxy with -admin-token or -admin-token-file to enable it")
-			return
-		}
-		// Compare digests, so neither the token's content nor its
-		// length leaks through timing.
-		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if got := sha256.Sum256([]byte(given)); subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="userproxy-admin"`)
-			writeJSONError(w, http.StatusUnauthorized, "missing or wrong admin bearer token")
-			return
-		}
+	purge := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodDelete {
 			w.Header().Set("Allow", http.MethodDelete)
 			writeJSONError(w, http.StatusMethodNotAllowed, "use DELETE")
@@ -74,5 +61,33 @@ func (h *Handler) Purge(token string) http.Handler {
 		default:
 			writeJSONError(w, http.StatusNotFound, "not found: DELETE /admin/cache/users/{id} or DELETE /admin/cache")
 		}
+	})
+	if token == "" {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSONError(w, http.StatusForbidden, "cache purge is disabled: start userproxy with -admin-token or -admin-token-file to enable it")
+		})
+	}
+	return BearerAuth(token, "userproxy-admin", purge)
+}
+
+// BearerAuth wraps next so that it answers only requests that carry
+// "Authorization: Bearer <token>"; others get a JSON 401 with a challenge
+// for realm. An empty token asks for nothing: next is returned as it is.
+// Digests are compared, so neither the token's content nor its length
+// leaks through timing.
+func BearerAuth(token, realm string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	sum := sha256.Sum256([]byte(token))
+	challenge := []string{`Bearer realm="` + realm + `"`}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if got := sha256.Sum256([]byte(given)); subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
+			w.Header()["Www-Authenticate"] = challenge
+			writeJSONError(w, http.StatusUnauthorized, "missing or wrong admin bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }

@@ -70,7 +70,7 @@ type Config struct {
 }
 
 // defaultIDPattern is the user id rule when -id-pattern is not given.
-const defaultIDPattern = `^[A-Za-z0-9_-]{1,64}$`
+const defaultIDPattern = `^[0-9]{1,20}$`
 
 // inProcessBytes is the bound of the in-process cache in use: the embedded
 // store without Redis, the tier with it, or 0.
@@ -178,6 +178,9 @@ func (c *Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return fmt.Errorf("-admin-token: must be at least 16 bytes, got %d", len(c.AdminToken))
 	}
+	if c.Pprof && c.AdminToken == "" && !c.adminOnLoopback() {
+		return fmt.Errorf("-pprof: profiles and goroutine dumps are for operators: set -admin-token, or listen on loopback only (-admin-listen %s)", c.AdminListen)
+	}
 	if c.BreakerInterval < 0 {
 		return fmt.Errorf("-breaker-interval: must not be negative, got %s", c.BreakerInterval)
 	}
@@ -226,6 +229,24 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-access-log-sample-rate: must be between 0 and 1, got %v", c.AccessLogSampleRate)
 	}
 	return nil
+}
+
+// adminOnLoopback reports whether the admin listener answers loopback
+// clients only: a loopback host, or (in demo mode, which binds loopback) no
+// host.
+func (c *Config) adminOnLoopback() bool {
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return c.Demo
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkAddr(name, addr string) error {

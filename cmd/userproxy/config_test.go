@@ -78,6 +78,8 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 			"-cache-encryption-key-file", secretFile), nil, "-cache-encryption-key-file"},
 		{"previous key alone", append(base, "-cache-encryption-previous-key-file", secretFile), nil, "-cache-encryption-previous-key-file"},
 		{"empty redact field", append(base, "-redact-fields", "registration_password,,email"), nil, "-redact-fields"},
+		{"pprof open to the network", append(base, "-pprof", "-admin-listen", ":9091"), nil, "-pprof"},
+		{"pprof on all interfaces", append(base, "-pprof", "-admin-listen", "0.0.0.0:9091"), nil, "-pprof"},
 		{"bad header name to drop", append(base, "-drop-response-headers", "X-Ok,Bad Name"), nil, "-drop-response-headers"},
 		{"empty header name to drop", append(base, "-drop-response-headers", "X-Ok,,X-Too"), nil, "-drop-response-headers"},
 		{"short admin token", append(base, "-admin-token", "short"), nil, "-admin-token"},
@@ -279,6 +281,29 @@ func TestInProcessBytes(t *testing.T) {
 	} {
 		if got := tc.cfg.inProcessBytes(); got != tc.want {
 			t.Errorf("%s: inProcessBytes = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestPprofAllowedWhereOnlyOperatorsReach: -pprof without a token is
+// accepted on a loopback admin listener (and in demo mode, which binds
+// loopback), and anywhere with a token.
+func TestPprofAllowedWhereOnlyOperatorsReach(t *testing.T) {
+	base := []string{"-upstream-url", "https://acme.td.commpeak.com", "-listen", "127.0.0.1:0", "-pprof"}
+	for name, args := range map[string][]string{
+		"loopback v4": append(base, "-admin-listen", "127.0.0.1:0"),
+		"loopback v6": append(base, "-admin-listen", "[::1]:0"),
+		"localhost":   append(base, "-admin-listen", "localhost:0"),
+		"with token":  append(base, "-admin-listen", ":0", "-admin-token", "pprof-test-token-0123456789"),
+		"demo":        {"-demo", "-listen", ":0", "-admin-listen", ":0", "-pprof"},
+	} {
+		var cfg Config
+		fs := newFlagSet(&cfg)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v, want it accepted", name, err)
 		}
 	}
 }

@@ -50,7 +50,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
 	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", time.Second, "the longest the in-process tier in front of Redis may answer without a confirmed-current invalidation feed, so the longest a replica may miss another's invalidation; entries live until their fresh expiry (0 = no tier)")
-	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored)")
+	fs.StringVar(&c.IDPattern, "id-pattern", defaultIDPattern, "regular expression a user id must match (anchored); with the default, ids are numbers and used without leading zeros (01 is user 1); with another, ids are used as sent")
 	fs.BoolVar(&c.Passthrough, "passthrough", true, "pass requests other than GET|HEAD /api/users/{id} through to the upstream, uncached")
 	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
 	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", 10*time.Second, "how long the breaker stays open before letting a trial call through")
@@ -61,7 +61,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "json, text, or auto (json, but text when stderr is a terminal)")
 	fs.BoolVar(&c.Demo, "demo", false, "run with an embedded fake upstream and demo credentials")
 	fs.Float64Var(&c.AccessLogSampleRate, "access-log-sample-rate", 0, "fraction of proxy requests written to the access log, 0 (off) to 1 (all); 5xx answers are always logged when on")
-	fs.BoolVar(&c.Pprof, "pprof", false, "serve the Go profiler at /debug/pprof/ on the admin listener")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve the Go profiler at /debug/pprof/ on the admin listener, behind -admin-token (required unless the admin listener is loopback only)")
 	fs.BoolVar(&c.Version, "version", false, "print version and build information, then exit")
 	for _, name := range secretFlags {
 		fs.String(name+"-file", "", "read -"+name+" from this file (trailing newline trimmed)")

@@ -139,3 +139,39 @@ func TestPprofOffByDefault(t *testing.T) {
 		t.Errorf("admin /debug/pprof/ without -pprof: got %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestPprofBehindTheToken: with an admin token, every profile asks for it
+// (401 without, 200 with), while the rest of the admin listener does not.
+func TestPprofBehindTheToken(t *testing.T) {
+	const token = "pprof-test-token-0123456789"
+	s := start(t, "-demo", "-pprof", "-admin-token", token)
+	bearer := func(path, tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.admin+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap?debug=1", "/debug/pprof/symbol"} {
+		if got := bearer(path, ""); got != http.StatusUnauthorized {
+			t.Errorf("%s without the token: got %d, want 401", path, got)
+		}
+		if got := bearer(path, "wrong-token-0123456789"); got != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: got %d, want 401", path, got)
+		}
+		if got := bearer(path, token); got != http.StatusOK {
+			t.Errorf("%s with the token: got %d, want 200", path, got)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		if got := bearer(path, ""); got != http.StatusOK {
+			t.Errorf("%s without the token: got %d, want 200", path, got)
+		}
+	}
+}
