@@ -76,12 +76,12 @@ func (t *Tiered) Run(ctx context.Context) error {
 				}
 			}
 		case *redis.Message:
-			t.received.Add(1)
 			if id, ok := strings.CutPrefix(m.Payload, "id:"); ok {
 				t.dropLocal(id)
 			} else {
 				t.dropAllLocal()
 			}
+			t.received.Add(1) // after the drop: a reader of the count sees it applied
 		case *redis.Pong:
 			sent, err := strconv.ParseInt(m.Payload, 10, 64)
 			if err != nil || sent == 0 {
