@@ -240,7 +240,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			}
 			id := strconv.Itoa(1 + i%10)
 			if i%4 == 3 {
-				id = "new" + strconv.Itoa(i)
+				id = strconv.Itoa(100000 + i) // past the demo's users: a miss each time
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.proxy+"/api/users/"+id, nil)
 			req.SetBasicAuth("demo", "demo-password")
