@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
@@ -48,8 +49,11 @@ type replicas struct {
 
 func newReplicas(t *testing.T, newStores func(t *testing.T) (readthrough.Store, readthrough.Store)) *replicas {
 	sa, sb := newStores(t)
-	a := newEnv(t, sa, envOptions{})
-	b := newEnv(t, sb, envOptions{shareUpstream: a.up})
+	// Stale-if-error on: an invalidated entry must not come back as a
+	// stand-in when the upstream fails (readDuringOutage).
+	staleIfError := func(o *readthrough.Options) { o.StaleIfError = time.Hour }
+	a := newEnv(t, sa, envOptions{engine: staleIfError})
+	b := newEnv(t, sb, envOptions{engine: staleIfError, shareUpstream: a.up})
 	return &replicas{t: t, a: a, b: b}
 }
 
@@ -103,6 +107,36 @@ func (r *replicas) readAll(id string, spellings []string, creds ...upstreamtest.
 	}
 }
 
+// readDuringOutage reads every spelling of id as every credential through
+// both replicas while the upstream fails: an answer may be an error, or the
+// current user from the cache, but never the body the write replaced, not
+// even as a stale-if-error stand-in.
+func (r *replicas) readDuringOutage(id string, old map[string]string, spellings []string, creds ...upstreamtest.Credential) {
+	r.t.Helper()
+	r.a.up.SetFault(upstreamtest.FaultUnavailable)
+	defer r.a.up.SetFault(upstreamtest.FaultNone)
+	for _, cred := range creds {
+		for _, e := range []*env{r.a, r.b} {
+			for _, sp := range spellings {
+				got := e.get(sp, cred)
+				if got.status == http.StatusOK && got.body == old[cred.Username] {
+					r.t.Errorf("GET %s as %s while the upstream fails: got the pre-write body (%s)", sp, cred.Username, got.header.Get("Cache-Status"))
+				}
+			}
+		}
+	}
+}
+
+// bodies is the upstream's current body of id for each credential.
+func (r *replicas) bodies(id string, creds ...upstreamtest.Credential) map[string]string {
+	out := map[string]string{}
+	for _, c := range creds {
+		b, _ := r.a.up.User(c.Tenant, id)
+		out[c.Username] = string(b)
+	}
+	return out
+}
+
 // TestWritesReachEveryReader: after a 2xx write through any route that
 // changes a user, through either replica and to any spelling of its id, no
 // reader of any spelling and scope, through either replica, gets the old
@@ -124,11 +158,16 @@ func TestWritesReachEveryReader(t *testing.T) {
 				t.Run(w.name, func(t *testing.T) {
 					r := newReplicas(t, rk.new)
 					r.readAll("7", spellings, alice, bob) // cached everywhere
+					old := r.bodies("7", alice)
 					before := r.invalidationsHeard()
 					if got := w.via(r).do(w.method, w.path, alice, w.body); got.status != http.StatusOK {
 						t.Fatalf("%s %s: got %d %q", w.method, w.path, got.status, got.body)
 					}
+					if r.bodies("7", alice)["demo"] == old["demo"] {
+						t.Fatal("the write did not change the user upstream; the test would prove nothing")
+					}
 					r.settled(before, w.invalidations)
+					r.readDuringOutage("7", old, spellings, alice)
 					r.readAll("7", spellings, alice, bob)
 				})
 			}
@@ -138,6 +177,7 @@ func TestWritesReachEveryReader(t *testing.T) {
 				r.readAll("7", spellings, alice, bob)
 				r.readAll("8", []string{"8"}, alice)
 				roleID := firstRole(t, r.a.userBody(alice, "7"))
+				old := r.bodies("7", alice)
 				before := r.invalidationsHeard()
 				if got := r.b.do(http.MethodPut, "/api/roles/"+roleID, alice, `{"name":"Renamed"}`); got.status != http.StatusOK {
 					t.Fatalf("PUT /api/roles/%s: got %d %q", roleID, got.status, got.body)
@@ -146,6 +186,7 @@ func TestWritesReachEveryReader(t *testing.T) {
 					t.Fatal("the role change did not reach user 7 upstream; the test would prove nothing")
 				}
 				r.settled(before, 2) // a purge of everything publishes twice
+				r.readDuringOutage("7", old, spellings, alice)
 				r.readAll("7", spellings, alice, bob)
 				r.readAll("8", []string{"8"}, alice)
 			})
