@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/userproxy/userproxy/internal/breaker"
+
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -32,45 +34,17 @@ type BreakerOptions struct {
 	OnStateChange func(from, to BreakerState)
 }
 
-// BreakerState is the state of the store's circuit breaker. Its values are
-// those of the userproxy_circuit_breaker_state gauge, so float64(s) is the
-// gauge's value; String gives the name /readyz and the logs use.
-type BreakerState uint8
+// BreakerState is the state of the circuit breaker around the store (see
+// internal/breaker: its values are the gauge's, String the name /readyz and
+// the logs use).
+type BreakerState = breaker.State
 
+// The breaker's states.
 const (
-	// BreakerClosed: Redis is used.
-	BreakerClosed BreakerState = 0
-	// BreakerHalfOpen: one trial operation is let through; the others
-	// fail with ErrUnavailable until it succeeds or fails.
-	BreakerHalfOpen BreakerState = 1
-	// BreakerOpen: Redis is not tried; operations fail with ErrUnavailable.
-	BreakerOpen BreakerState = 2
+	BreakerClosed   = breaker.Closed
+	BreakerHalfOpen = breaker.HalfOpen
+	BreakerOpen     = breaker.Open
 )
-
-// String returns "closed", "half-open" or "open", as gobreaker names them.
-func (s BreakerState) String() string {
-	switch s {
-	case BreakerClosed:
-		return "closed"
-	case BreakerHalfOpen:
-		return "half-open"
-	case BreakerOpen:
-		return "open"
-	}
-	return fmt.Sprintf("unknown breaker state %d", uint8(s))
-}
-
-// breakerState translates gobreaker's state, so that callers need not
-// import gobreaker.
-func breakerState(s gobreaker.State) BreakerState {
-	switch s {
-	case gobreaker.StateOpen:
-		return BreakerOpen
-	case gobreaker.StateHalfOpen:
-		return BreakerHalfOpen
-	}
-	return BreakerClosed
-}
 
 // newStoreBreaker builds the breaker that guards Redis calls. Failures are
 // errors from Redis, including timeouts; a caller's own cancellation is not
@@ -90,7 +64,7 @@ func newStoreBreaker(o BreakerOptions) *gobreaker.CircuitBreaker[struct{}] {
 		IsExcluded:  func(err error) bool { return errors.Is(err, context.Canceled) },
 	}
 	if o.OnStateChange != nil {
-		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(breakerState(from), breakerState(to)) }
+		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(breaker.From(from), breaker.From(to)) }
 	}
 	return gobreaker.NewCircuitBreaker[struct{}](s)
 }
@@ -106,4 +80,4 @@ func (r *Redis) guard(op func() error) error {
 }
 
 // BreakerState reports the state of the store's circuit breaker.
-func (r *Redis) BreakerState() BreakerState { return breakerState(r.breaker.State()) }
+func (r *Redis) BreakerState() BreakerState { return breaker.From(r.breaker.State()) }

@@ -125,14 +125,3 @@ func TestBatchedLookupsCountOncePerPipeline(t *testing.T) {
 		})
 	}
 }
-
-func TestBreakerStateString(t *testing.T) {
-	for _, tc := range []struct {
-		s    BreakerState
-		want string
-	}{{BreakerClosed, "closed"}, {BreakerHalfOpen, "half-open"}, {BreakerOpen, "open"}, {BreakerState(7), "unknown breaker state 7"}} {
-		if got := tc.s.String(); got != tc.want {
-			t.Errorf("BreakerState(%d).String(): got %q, want %q", uint8(tc.s), got, tc.want)
-		}
-	}
-}

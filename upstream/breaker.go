@@ -3,9 +3,10 @@ package upstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
+
+	"github.com/userproxy/userproxy/internal/breaker"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -79,47 +80,17 @@ func (o *openClock) get() time.Time {
 	return o.openedAt
 }
 
-// BreakerState is the state of the circuit breaker around upstream calls.
-// Its values are those of the userproxy_circuit_breaker_state gauge, so
-// float64(s) is the gauge's value; String gives the name /readyz and the
-// logs use.
-type BreakerState uint8
+// BreakerState is the state of the circuit breaker around upstream calls (see
+// internal/breaker: its values are the gauge's, String the name /readyz and
+// the logs use).
+type BreakerState = breaker.State
 
+// The breaker's states.
 const (
-	// BreakerClosed: calls go to the upstream.
-	BreakerClosed BreakerState = 0
-	// BreakerHalfOpen: HalfOpenRequests trial calls are let through; the
-	// others fail with ErrBreakerOpen until the trials decide.
-	BreakerHalfOpen BreakerState = 1
-	// BreakerOpen: calls fail with ErrBreakerOpen without reaching the
-	// upstream, until OpenTimeout has passed.
-	BreakerOpen BreakerState = 2
+	BreakerClosed   = breaker.Closed
+	BreakerHalfOpen = breaker.HalfOpen
+	BreakerOpen     = breaker.Open
 )
-
-// String returns "closed", "half-open" or "open", as gobreaker names them.
-func (s BreakerState) String() string {
-	switch s {
-	case BreakerClosed:
-		return "closed"
-	case BreakerHalfOpen:
-		return "half-open"
-	case BreakerOpen:
-		return "open"
-	}
-	return fmt.Sprintf("unknown breaker state %d", uint8(s))
-}
-
-// breakerState translates gobreaker's state, so that callers need not
-// import gobreaker.
-func breakerState(s gobreaker.State) BreakerState {
-	switch s {
-	case gobreaker.StateOpen:
-		return BreakerOpen
-	case gobreaker.StateHalfOpen:
-		return BreakerHalfOpen
-	}
-	return BreakerClosed
-}
 
 // newBreaker builds the gobreaker for b, recording openings in clock and
 // forwarding transitions to onChange (may be nil).
@@ -139,7 +110,7 @@ func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to Break
 				clock.set(time.Now())
 			}
 			if onChange != nil {
-				onChange(breakerState(from), breakerState(to))
+				onChange(breaker.From(from), breaker.From(to))
 			}
 		},
 		IsSuccessful: func(err error) bool { return err == nil },
@@ -150,7 +121,7 @@ func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to Break
 // State returns the breaker's current state. Asking may move an open breaker
 // whose OpenTimeout has passed to half-open (and call OnStateChange).
 func (c *Client) State() BreakerState {
-	return breakerState(c.cb.State())
+	return breaker.From(c.cb.State())
 }
 
 // RetryAfter returns how long a rejected caller should wait before trying
