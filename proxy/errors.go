@@ -27,6 +27,12 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	w.Write(body)
 }
 
+// refuseID answers a user id the id rule refuses: 400, before any I/O.
+func refuseID(w http.ResponseWriter) {
+	w.Header()["Cache-Status"] = statusInvalidID
+	writeJSONError(w, http.StatusBadRequest, msgInvalidID)
+}
+
 // writeJSON writes v as a JSON 200.
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -31,8 +31,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, rawID string
 	start := h.now()
 	id, ok := h.checkID(rawID)
 	if !ok {
-		w.Header()["Cache-Status"] = statusInvalidID
-		writeJSONError(w, http.StatusBadRequest, msgInvalidID)
+		refuseID(w)
 		h.observe(metrics.CacheError, http.StatusBadRequest, start)
 		return
 	}

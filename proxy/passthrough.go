@@ -45,8 +45,7 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, rawID strin
 	start := h.now()
 	id, ok := h.checkID(rawID)
 	if !ok {
-		w.Header()["Cache-Status"] = statusInvalidID
-		writeJSONError(w, http.StatusBadRequest, msgInvalidID)
+		refuseID(w)
 		h.observe(metrics.CacheBypass, http.StatusBadRequest, start)
 		return
 	}

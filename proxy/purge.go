@@ -49,8 +49,7 @@ func (h *Handler) Purge(token string) http.Handler {
 		case strings.HasPrefix(path, "/admin/cache/users/"):
 			id, ok := h.checkID(strings.TrimPrefix(path, "/admin/cache/users/"))
 			if !ok {
-				w.Header()["Cache-Status"] = statusInvalidID
-				writeJSONError(w, http.StatusBadRequest, msgInvalidID)
+				refuseID(w)
 				return
 			}
 			if err := h.eng.Invalidate(ctx, id, readthrough.CauseAdmin); err != nil {
