@@ -21,11 +21,15 @@ func TestInvalidateAll(t *testing.T) {
 	}{
 		{"memory", func(t *testing.T) allInvalidator { return NewMemory(MemoryOptions{}) }},
 	}
-	for _, be := range backends {
+	// On a Cluster, InvalidateAll must walk every master.
+	for _, be := range append(backends, clusterBackend) {
 		kinds = append(kinds, struct {
 			name string
 			new  func(t *testing.T) allInvalidator
-		}{be.name, func(t *testing.T) allInvalidator { return NewRedis(be.start(t).client, RedisOptions{}) }})
+		}{be.name, func(t *testing.T) allInvalidator {
+			b := be.start(t)
+			return NewRedis(b.client, RedisOptions{Prefix: b.prefix})
+		}})
 	}
 	for _, b := range kinds {
 		t.Run(b.name, func(t *testing.T) {

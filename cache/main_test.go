@@ -7,7 +7,19 @@ import (
 )
 
 // TestMain fails the package if a test leaves goroutines behind (e.g. an
-// unclosed Redis client).
+// unclosed Redis client). The shared cluster is stopped before the check:
+// its processes' waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(closeAfter{m, sharedCluster.Close})
+}
+
+// closeAfter runs the tests, then close.
+type closeAfter struct {
+	m     *testing.M
+	close func()
+}
+
+func (c closeAfter) Run() int {
+	defer c.close()
+	return c.m.Run()
 }

@@ -27,6 +27,9 @@ type backend struct {
 	elapse func(t *testing.T, d time.Duration)
 	// real is true for a real redis-server, whose clock cannot be moved.
 	real bool
+	// prefix is the key prefix (RedisOptions.Prefix) the test must use:
+	// its own on a Redis other tests share, "" (the default) on its own.
+	prefix string
 }
 
 func newMiniredis(t *testing.T) backend {
@@ -100,16 +103,17 @@ var backends = []struct {
 }
 
 func TestRedisStore(t *testing.T) {
-	for _, be := range backends {
+	for _, be := range append(backends, clusterBackend) {
 		for _, ap := range []bool{false, true} {
 			for _, sealed := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/autopipeline=%v/sealed=%v", be.name, ap, sealed), func(t *testing.T) {
 					testStore(t, func(t *testing.T) fixture {
-						opts := RedisOptions{AutoPipeline: ap}
+						b := be.start(t)
+						opts := RedisOptions{AutoPipeline: ap, Prefix: b.prefix}
 						if sealed {
 							opts.Sealer = mustSealer(t, key32('a'))
 						}
-						return redisFixture(be.start(t), opts)
+						return redisFixture(b, opts)
 					})
 				})
 			}

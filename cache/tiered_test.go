@@ -21,7 +21,13 @@ func newTiered(t *testing.T, addr string, clock *testkit.Clock, ttl time.Duratio
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
-	tr, err := NewTiered(NewRedis(client, RedisOptions{}), L1Options{TTL: ttl, Now: clock.Now})
+	return newTieredOn(t, client, "", clock, ttl)
+}
+
+// newTieredOn is newTiered on client, with key prefix prefix ("" = default).
+func newTieredOn(t *testing.T, client redis.UniversalClient, prefix string, clock *testkit.Clock, ttl time.Duration) *Tiered {
+	t.Helper()
+	tr, err := NewTiered(NewRedis(client, RedisOptions{Prefix: prefix}), L1Options{TTL: ttl, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,35 +164,57 @@ func TestTieredEntryLivesUntilFreshExpiry(t *testing.T) {
 // TestTieredInvalidationReachesEveryReplica: replica A caches, B
 // invalidates, and A's tier drops the user once the message arrives.
 func TestTieredInvalidationReachesEveryReplica(t *testing.T) {
-	srv := redistest.Start(t)
-	clock := newTClock()
-	a, b := replica(t, srv.Addr(), clock, time.Hour), replica(t, srv.Addr(), clock, time.Hour)
-	ctx := context.Background()
-	k1, k2 := Key{"1", "s"}, Key{"2", "s"}
-	fill(t, a, k1, "v1", clock.Now().Add(time.Hour))
-	fill(t, a, k2, "v2", clock.Now().Add(time.Hour))
-	for _, k := range []Key{k1, k2} { // b reads them into its own tier
-		if _, _, ok, _ := b.Get(ctx, k); !ok {
-			t.Fatalf("b: %v not found", k)
-		}
+	// Two replicas, each with its own client, as two processes would be.
+	// On a Cluster the invalidation is published on the node that holds
+	// the user's slot and must reach a subscriber on whichever node it is.
+	for _, be := range []struct {
+		name     string
+		replicas func(t *testing.T, clock *testkit.Clock) (a, b *Tiered)
+	}{
+		{"redis-server", func(t *testing.T, clock *testkit.Clock) (a, b *Tiered) {
+			srv := redistest.Start(t)
+			return replica(t, srv.Addr(), clock, time.Hour), replica(t, srv.Addr(), clock, time.Hour)
+		}},
+		{"redis-cluster", func(t *testing.T, clock *testkit.Clock) (a, b *Tiered) {
+			prefix := clusterPrefix()
+			a = newTieredOn(t, newClusterRedis(t).client, prefix, clock, time.Hour)
+			b = newTieredOn(t, newClusterRedis(t).client, prefix, clock, time.Hour)
+			run(t, a)
+			run(t, b)
+			return a, b
+		}},
+	} {
+		t.Run(be.name, func(t *testing.T) {
+			clock := newTClock()
+			a, b := be.replicas(t, clock)
+			ctx := context.Background()
+			k1, k2 := Key{"1", "s"}, Key{"2", "s"}
+			fill(t, a, k1, "v1", clock.Now().Add(time.Hour))
+			fill(t, a, k2, "v2", clock.Now().Add(time.Hour))
+			for _, k := range []Key{k1, k2} { // b reads them into its own tier
+				if _, _, ok, _ := b.Get(ctx, k); !ok {
+					t.Fatalf("b: %v not found", k)
+				}
+			}
+			if err := b.Invalidate(ctx, "1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, ok := b.GetLocal(k1); ok {
+				t.Error("the invalidating replica still holds the user")
+			}
+			waitLocal(t, a, k1, false, "the other replica to drop user 1")
+			if st := a.Stats(); !st.LeaseValid || st.InvalidationsReceived == 0 {
+				t.Errorf("a: got %+v; want the miss to come from a message received under a valid lease", st)
+			}
+			if _, _, ok := a.GetLocal(k2); !ok {
+				t.Error("user 2 was dropped by user 1's invalidation")
+			}
+			if err := b.InvalidateAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitLocal(t, a, k2, false, "the other replica to drop everything")
+		})
 	}
-	if err := b.Invalidate(ctx, "1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, ok := b.GetLocal(k1); ok {
-		t.Error("the invalidating replica still holds the user")
-	}
-	waitLocal(t, a, k1, false, "the other replica to drop user 1")
-	if st := a.Stats(); !st.LeaseValid || st.InvalidationsReceived == 0 {
-		t.Errorf("a: got %+v; want the miss to come from a message received under a valid lease", st)
-	}
-	if _, _, ok := a.GetLocal(k2); !ok {
-		t.Error("user 2 was dropped by user 1's invalidation")
-	}
-	if err := b.InvalidateAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitLocal(t, a, k2, false, "the other replica to drop everything")
 }
 
 // TestTieredPublishesInTheInvalidateScript: the script that bumps the

@@ -1,5 +1,6 @@
-// Package redistest runs a private, throwaway redis-server for integration and
-// fault tests.
+// Package redistest runs a private, throwaway redis-server — or a whole Redis
+// Cluster (StartCluster) or Sentinel setup (StartSentinel) — for integration
+// and fault tests.
 //
 // Every Server is its own process on its own 127.0.0.1 port with persistence
 // off and its working directory in t.TempDir(); tests never touch a Redis they
@@ -39,10 +40,15 @@ const (
 // Server is a redis-server process owned by one test. Its methods are safe for
 // concurrent use. A Server is stopped by the t.Cleanup that Start registers.
 type Server struct {
-	tb   testing.TB
+	tb   testing.TB // nil for a package-wide server (see SharedCluster)
 	bin  string
 	dir  string
 	port int
+	// argv is the command line after the binary for a port; nil runs a
+	// plain server (see start).
+	argv func(port int) []string
+	// bus reserves port+10000 too, a Cluster node's bus port.
+	bus bool
 
 	mu   sync.Mutex    // protects proc and done
 	proc *os.Process   // nil while killed
@@ -57,30 +63,46 @@ type Server struct {
 // variable is non-empty: under CI a missing Redis fails the test.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	bin, err := findBinary()
+	bin := requireBinary(tb, findBinary)
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	tb.Cleanup(s.Kill)
+	if err := s.startOnFreePort(); err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	return s
+}
+
+// requireBinary returns what find finds, or skips the test, or — when the CI
+// environment variable is non-empty — fails it.
+func requireBinary(tb testing.TB, find func() (string, error)) string {
+	tb.Helper()
+	bin, err := find()
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			tb.Fatalf("redistest: %v (CI is set, so this is a failure)", err)
 		}
 		tb.Skipf("redistest: %v; skipping", err)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
-	tb.Cleanup(s.Kill)
+	return bin
+}
 
+// startOnFreePort picks a free port (and, for a Cluster node, a free bus
+// port) and starts the server there, retrying with another port when the
+// one picked was taken before the server bound it.
+func (s *Server) startOnFreePort() error {
 	var lastErr error
 	for range portAttempts {
-		port, err := freePort()
+		port, err := freePort(s.bus)
 		if err != nil {
-			tb.Fatalf("redistest: %v", err)
+			return err
 		}
 		s.port = port
 		if lastErr = s.start(); lastErr == nil {
-			return s
+			return nil
 		}
 		s.Kill()
 	}
-	tb.Fatalf("redistest: starting %s: %v", bin, lastErr)
-	return nil
+	return fmt.Errorf("starting %s: %w", s.bin, lastErr)
 }
 
 // Addr returns the server's "127.0.0.1:port" address; it stays the same
@@ -113,6 +135,9 @@ func (s *Server) Kill() {
 // and waits until it answers PING. It kills the running process first, if any.
 // It fails the test if the server cannot be started.
 func (s *Server) Restart() {
+	if s.tb == nil {
+		panic("redistest: Restart on a shared server")
+	}
 	s.tb.Helper()
 	s.Kill()
 	if err := s.start(); err != nil {
@@ -134,6 +159,9 @@ func (s *Server) Resume() {
 }
 
 func (s *Server) signal(sig os.Signal) {
+	if s.tb == nil {
+		panic("redistest: Pause or Resume on a shared server")
+	}
 	s.tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,13 +178,17 @@ func (s *Server) start() error {
 	// exec writes the output from its own goroutine while a failing start
 	// reads it.
 	log := &testkit.SyncBuffer{}
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
-	)
+	}
+	if s.argv != nil {
+		args = s.argv(s.port)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.SysProcAttr = sysProcAttr()
@@ -261,17 +293,44 @@ func findBinary() (string, error) {
 	return bin, nil
 }
 
-// freePort returns a port that was free a moment ago. Another process may take
-// it before redis-server binds it, which is why Start retries.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// maxClusterPort is the highest port a Cluster node may use: its bus port,
+// port+10000, must be a valid port too.
+const maxClusterPort = 65535 - 10000
+
+// freePort returns a port that was free a moment ago; with bus, one below
+// maxClusterPort whose bus port (port+10000) was free too. Another process
+// may take either before redis-server binds it, which is why callers retry.
+func freePort(bus bool) (int, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("finding a free port: %w", err)
+		}
+		addr, ok := l.Addr().(*net.TCPAddr)
+		if !ok {
+			l.Close()
+			return 0, errors.New("finding a free port: listener address is not TCP")
+		}
+		port := addr.Port
+		if !bus {
+			l.Close()
+			return port, nil
+		}
+		free := port <= maxClusterPort && portFree(port+10000)
+		l.Close()
+		if free {
+			return port, nil
+		}
+	}
+	return 0, errors.New("finding a free port: no port with a free bus port (port+10000) after 100 tries")
+}
+
+// portFree reports whether port can be listened on at 127.0.0.1.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
+		return false
 	}
-	defer l.Close()
-	addr, ok := l.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("finding a free port: listener address is not TCP")
-	}
-	return addr.Port, nil
+	l.Close()
+	return true
 }
