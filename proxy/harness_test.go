@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,10 +34,10 @@ type storeKind struct {
 }
 
 // storeKinds are the stores every behavioural test runs against: the
-// embedded store, go-redis on miniredis, and go-redis on a real redis-server
-// this test starts itself. Reads on the real server are batched
-// (-redis-autopipeline, the binary's default); on miniredis they are not,
-// so both ways run the whole suite.
+// embedded store, go-redis on miniredis, go-redis on a real redis-server
+// this test starts itself, and go-redis on a real Redis Cluster. Reads on
+// the real servers are batched (-redis-autopipeline, the binary's default);
+// on miniredis they are not, so both ways run the whole suite.
 var storeKinds = []storeKind{
 	{"memory", func(t *testing.T) readthrough.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
 	{"miniredis", func(t *testing.T) readthrough.Store {
@@ -49,6 +50,25 @@ var storeKinds = []storeKind{
 	{"redis-server+l1", func(t *testing.T) readthrough.Store {
 		return tieredStore(t, redistest.Start(t).URL())
 	}},
+	// One cluster serves the whole package (a cluster takes seconds to
+	// start); each store keeps to a key prefix of its own.
+	{"redis-cluster", func(t *testing.T) readthrough.Store {
+		return newRedisStore(t, sharedCluster.Get(t).URL(), cache.RedisOptions{AutoPipeline: true, Prefix: clusterPrefix()})
+	}},
+}
+
+// sharedCluster is the package's one Redis Cluster, started by the first
+// test that needs it and stopped by TestMain.
+var sharedCluster redistest.SharedCluster
+
+// clusterPrefixes numbers the key prefixes handed out on sharedCluster.
+var clusterPrefixes atomic.Int64
+
+// clusterPrefix returns a key prefix no other store on sharedCluster uses,
+// so that every store there starts empty, as a store on a server of its
+// own does.
+func clusterPrefix() string {
+	return "userproxy-t" + strconv.FormatInt(clusterPrefixes.Add(1), 10)
 }
 
 // tieredStore is a Redis store behind the in-process tier, subscribed to

@@ -16,10 +16,24 @@ import (
 // sweeps and notices a stopped server only when it wakes. fasthttp's Date-header
 // clock is process-wide: started with the first server, it ticks for the
 // life of the process.
+//
+// The shared Redis Cluster is stopped before the check: its processes'
+// waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(closeAfter{m, sharedCluster.Close},
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
 	)
+}
+
+// closeAfter runs the tests, then close.
+type closeAfter struct {
+	m     *testing.M
+	close func()
+}
+
+func (c closeAfter) Run() int {
+	defer c.close()
+	return c.m.Run()
 }
