@@ -33,7 +33,7 @@ func wantJSONError(t *testing.T, r response, status int) {
 }
 
 func TestInvalidIDsNeverReachUpstream(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	for _, path := range []string{
 		"/api/users/a%2Fb", "/api/users/%00", "/api/users/%2e%2e", "/api/users/caf%C3%A9",
 		"/api/users/" + strings.Repeat("9", 65), "/api/users/", "/api/users/1;drop",
@@ -49,7 +49,7 @@ func TestInvalidIDsNeverReachUpstream(t *testing.T) {
 }
 
 func TestBadCredentialsAnsweredLocally(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	b64 := base64.StdEncoding.EncodeToString
 	for _, tc := range []struct{ name, header string }{
 		{"missing", ""},
@@ -96,7 +96,7 @@ func TestUpstreamFaultsAreNotStored(t *testing.T) {
 		{upstreamtest.FaultReset, 503, "userproxy; fwd=uri-miss; detail=connection-error", "1"},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
-			e := newEnv(t, storeKinds[0].new(t), envOptions{timeout: 300 * time.Millisecond,
+			e := newEnv(t, storeKinds[0].new(t, nil), envOptions{timeout: 300 * time.Millisecond,
 				breaker: upstream.BreakerOptions{ConsecutiveFailures: 100}})
 			e.up.SetFault(tc.fault)
 			r := e.get("2", alice)
@@ -120,7 +120,7 @@ func TestUpstreamFaultsAreNotStored(t *testing.T) {
 }
 
 func TestBreakerOpensAndRecovers(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{
 		breaker: upstream.BreakerOptions{ConsecutiveFailures: 3, OpenTimeout: 200 * time.Millisecond},
 	})
 	e.get("8", alice) // cached before the storm: hits keep working while open
@@ -174,7 +174,7 @@ func TestCacheDownFailsOpen(t *testing.T) {
 }
 
 func TestInjectMode(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{
 		inject: &upstream.Credentials{Username: bob.Username, Password: bob.Password},
 	})
 	r := e.get("6", upstreamtest.Credential{}) // caller sends no credentials
@@ -188,7 +188,7 @@ func TestInjectMode(t *testing.T) {
 }
 
 func TestPassthrough(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	r := e.do(http.MethodPost, "/api/users", alice, `{"username":"new.agent","first_name":"New"}`)
 	e.want(r, http.StatusCreated, "userproxy; fwd=method")
 	r = e.do(http.MethodGet, "/api/desks", alice, "")

@@ -129,7 +129,7 @@ func TestStaleIfError(t *testing.T) {
 }
 
 func TestStaleIfBreakerOpen(t *testing.T) {
-	e := freshEnv(t, storeKinds[0].new(t), envOptions{breaker: upstream.BreakerOptions{ConsecutiveFailures: 1, OpenTimeout: time.Hour}})
+	e := freshEnv(t, storeKinds[0].new(t, nil), envOptions{breaker: upstream.BreakerOptions{ConsecutiveFailures: 1, OpenTimeout: time.Hour}})
 	old := e.get("13", alice).body
 	e.up.SetFault(upstreamtest.FaultServerError)
 	e.get("14", alice) // one failure opens the breaker
@@ -145,7 +145,7 @@ func TestStaleIfBreakerOpen(t *testing.T) {
 }
 
 func TestNegativeEntryNeverServedStale(t *testing.T) {
-	e := freshEnv(t, storeKinds[0].new(t), envOptions{breaker: upstream.BreakerOptions{ConsecutiveFailures: 100}})
+	e := freshEnv(t, storeKinds[0].new(t, nil), envOptions{breaker: upstream.BreakerOptions{ConsecutiveFailures: 100}})
 	e.get("77777", alice) // cached 404
 	e.clock.Advance(15 * time.Second)
 	e.up.SetFault(upstreamtest.FaultServerError)
@@ -235,7 +235,7 @@ func TestClientNoCacheRevalidates(t *testing.T) {
 }
 
 func TestClientNoStoreBypasses(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	r := e.getWith("17", alice, "Cache-Control", "no-store")
 	e.want(r, http.StatusOK, "userproxy; fwd=request; fwd-status=200")
 	r = e.get("17", alice)
@@ -248,7 +248,7 @@ func TestClientNoStoreBypasses(t *testing.T) {
 }
 
 func TestClientCacheControlCanBeIgnored(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{proxy: func(o *proxy.Options) { o.IgnoreClientCacheControl = true }})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{proxy: func(o *proxy.Options) { o.IgnoreClientCacheControl = true }})
 	e.get("18", alice)
 	for _, cc := range []string{"no-cache", "no-store", "max-age=0"} {
 		r := e.getWith("18", alice, "Cache-Control", cc)
@@ -259,7 +259,7 @@ func TestClientCacheControlCanBeIgnored(t *testing.T) {
 func TestEarlyRefresh(t *testing.T) {
 	// A real clock (the fetch time must be real), a random source at the
 	// far tail, and a strong beta: the first hit must refresh early.
-	e := newEnv(t, storeKinds[0].new(t), envOptions{
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{
 		upstream: upstreamtest.Options{Latency: 20 * time.Millisecond},
 		engine: func(o *readthrough.Options) {
 			o.Now = time.Now

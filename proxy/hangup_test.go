@@ -14,7 +14,7 @@ import (
 // fronts; the fill goes on and answers the request that leads it.
 func TestClientGoneWhileWaitingOnAFill(t *testing.T) {
 	hold := &holdFirstGet{id: "21", fetched: make(chan struct{}), release: make(chan struct{})}
-	e := newEnv(t, storeKinds[0].new(t), envOptions{wrapUpstream: func(next http.Handler) http.Handler { hold.next = next; return hold }})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{wrapUpstream: func(next http.Handler) http.Handler { hold.next = next; return hold }})
 	arrived := countArrivals(t, e)
 	released := false
 	release := func() {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +29,9 @@ import (
 // storeKind builds a fresh, empty store for one test.
 type storeKind struct {
 	name string
-	new  func(t *testing.T) readthrough.Store
+	// new builds the store; clock is the test's, for a store that judges
+	// time itself (the tier), and nil for one that does not need it.
+	new func(t *testing.T, clock *testkit.Clock) readthrough.Store
 }
 
 // storeKinds are the stores every behavioural test runs against: the
@@ -39,20 +40,22 @@ type storeKind struct {
 // the real servers are batched (-redis-autopipeline, the binary's default);
 // on miniredis they are not, so both ways run the whole suite.
 var storeKinds = []storeKind{
-	{"memory", func(t *testing.T) readthrough.Store { return cache.NewMemory(cache.MemoryOptions{}) }},
-	{"miniredis", func(t *testing.T) readthrough.Store {
+	{"memory", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
+		return cache.NewMemory(cache.MemoryOptions{})
+	}},
+	{"miniredis", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
 		mr := miniredis.RunT(t)
 		return redisStore(t, "redis://"+mr.Addr())
 	}},
-	{"redis-server", func(t *testing.T) readthrough.Store {
+	{"redis-server", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
 		return batchedRedisStore(t, redistest.Start(t).URL())
 	}},
-	{"redis-server+l1", func(t *testing.T) readthrough.Store {
-		return tieredStore(t, redistest.Start(t).URL())
+	{"redis-server+l1", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
+		return tieredStore(t, redistest.Start(t).URL(), clock)
 	}},
 	// One cluster serves the whole package (a cluster takes seconds to
 	// start); each store keeps to a key prefix of its own.
-	{"redis-cluster", func(t *testing.T) readthrough.Store {
+	{"redis-cluster", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
 		return newRedisStore(t, sharedCluster.Get(t).URL(), cache.RedisOptions{AutoPipeline: true, Prefix: clusterPrefix()})
 	}},
 }
@@ -73,9 +76,9 @@ func clusterPrefix() string {
 
 // tieredStore is a Redis store behind the in-process tier, subscribed to
 // invalidations for the test's lifetime.
-func tieredStore(t *testing.T, rawURL string) *cache.Tiered {
+func tieredStore(t *testing.T, rawURL string, clock *testkit.Clock) *cache.Tiered {
 	t.Helper()
-	tier, err := cache.NewTiered(batchedRedisStore(t, rawURL), cache.L1Options{Now: clockFor(t).Now})
+	tier, err := cache.NewTiered(batchedRedisStore(t, rawURL), cache.L1Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +112,11 @@ func newRedisStore(t *testing.T, rawURL string, opts cache.RedisOptions) *cache.
 	return cache.NewRedis(client, opts)
 }
 
-// testClocks holds one clock per test, shared by its envs and its stores
-// (the in-process tier judges freshness and its lease by it, so it must
-// see the time the handler sees).
-var testClocks sync.Map // *testing.T → *testkit.Clock
-
-func clockFor(t *testing.T) *testkit.Clock {
-	c, loaded := testClocks.LoadOrStore(t, testkit.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)))
-	if !loaded {
-		t.Cleanup(func() { testClocks.Delete(t) })
-	}
-	return c.(*testkit.Clock)
+// newTestClock is a test's clock, shared by its envs and its stores (the
+// in-process tier judges freshness and its lease by it, so it must see the
+// time the handler sees).
+func newTestClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC))
 }
 
 // env is one proxy in front of one fake upstream.
@@ -149,6 +146,9 @@ type envOptions struct {
 	// shareUpstream, if set, is the fake upstream to use instead of a new
 	// one: another env's, so that two proxies front one API (replicas).
 	shareUpstream *upstreamtest.Server
+	// clock is the test's clock, shared with its stores (newTestClock);
+	// nil: a clock of the env's own.
+	clock *testkit.Clock
 }
 
 func newEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
@@ -157,7 +157,11 @@ func newEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 	if up == nil {
 		up = upstreamtest.NewServer(t, o.upstream)
 	}
-	e := &env{t: t, up: up, reg: prometheus.NewRegistry(), clock: clockFor(t), store: store}
+	clock := o.clock
+	if clock == nil {
+		clock = newTestClock()
+	}
+	e := &env{t: t, up: up, reg: prometheus.NewRegistry(), clock: clock, store: store}
 	e.m = metrics.New(e.reg)
 	timeout := o.timeout
 	if timeout == 0 {

@@ -42,7 +42,7 @@ func adminDo(t *testing.T, srv *httptest.Server, method, path, token string) (in
 }
 
 func TestPurgeRequiresConfiguredToken(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	disabled := adminServer(t, e, "")
 	code, body := adminDo(t, disabled, http.MethodDelete, "/admin/cache/users/1", "anything")
 	if code != http.StatusForbidden || !strings.Contains(body, "-admin-token") {

@@ -22,7 +22,11 @@ func forEachStore(t *testing.T, f func(t *testing.T, e func(envOptions) *env), b
 	}
 	for _, sk := range storeKinds {
 		t.Run(sk.name, func(t *testing.T) {
-			f(t, func(o envOptions) *env { return mk(t, sk.new(t), o) })
+			clock := newTestClock() // one per store kind, shared by its envs and stores
+			f(t, func(o envOptions) *env {
+				o.clock = clock
+				return mk(t, sk.new(t, clock), o)
+			})
 		})
 	}
 }
@@ -76,7 +80,7 @@ func TestMissThenHit(t *testing.T) {
 }
 
 func TestHeadServesHeadersOnly(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{})
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{})
 	e.get("3", alice)
 	r := e.do(http.MethodHead, "/api/users/3", alice, "")
 	e.want(r, http.StatusOK, "userproxy; hit; ttl=60")

@@ -135,7 +135,7 @@ func TestIfNoneMatch(t *testing.T) {
 // TestUpstreamETagKept: the upstream's own validator is the one replayed and
 // matched, not a derived one.
 func TestUpstreamETagKept(t *testing.T) {
-	e := newEnv(t, storeKinds[0].new(t), envOptions{wrapUpstream: func(next http.Handler) http.Handler {
+	e := newEnv(t, storeKinds[0].new(t, nil), envOptions{wrapUpstream: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("ETag", `W/"v42"`)
 			next.ServeHTTP(w, r)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -21,23 +22,23 @@ import (
 // "replicas" share the instance.
 var replicaKinds = []struct {
 	name string
-	new  func(t *testing.T) (a, b readthrough.Store)
+	new  func(t *testing.T, clock *testkit.Clock) (a, b readthrough.Store)
 }{
-	{"memory", func(t *testing.T) (readthrough.Store, readthrough.Store) {
+	{"memory", func(t *testing.T, clock *testkit.Clock) (readthrough.Store, readthrough.Store) {
 		m := cache.NewMemory(cache.MemoryOptions{})
 		return m, m
 	}},
-	{"miniredis", func(t *testing.T) (readthrough.Store, readthrough.Store) {
+	{"miniredis", func(t *testing.T, clock *testkit.Clock) (readthrough.Store, readthrough.Store) {
 		url := "redis://" + miniredis.RunT(t).Addr()
 		return redisStore(t, url), redisStore(t, url)
 	}},
-	{"redis-server", func(t *testing.T) (readthrough.Store, readthrough.Store) {
+	{"redis-server", func(t *testing.T, clock *testkit.Clock) (readthrough.Store, readthrough.Store) {
 		url := redistest.Start(t).URL()
 		return batchedRedisStore(t, url), batchedRedisStore(t, url)
 	}},
-	{"redis-server+l1", func(t *testing.T) (readthrough.Store, readthrough.Store) {
+	{"redis-server+l1", func(t *testing.T, clock *testkit.Clock) (readthrough.Store, readthrough.Store) {
 		url := redistest.Start(t).URL()
-		return tieredStore(t, url), tieredStore(t, url)
+		return tieredStore(t, url, clock), tieredStore(t, url, clock)
 	}},
 }
 
@@ -47,13 +48,14 @@ type replicas struct {
 	a, b *env
 }
 
-func newReplicas(t *testing.T, newStores func(t *testing.T) (readthrough.Store, readthrough.Store)) *replicas {
-	sa, sb := newStores(t)
+func newReplicas(t *testing.T, newStores func(t *testing.T, clock *testkit.Clock) (readthrough.Store, readthrough.Store)) *replicas {
+	clock := newTestClock() // one for both replicas and their tiers
+	sa, sb := newStores(t, clock)
 	// Stale-if-error on: an invalidated entry must not come back as a
 	// stand-in when the upstream fails (readDuringOutage).
 	staleIfError := func(o *readthrough.Options) { o.StaleIfError = time.Hour }
-	a := newEnv(t, sa, envOptions{engine: staleIfError})
-	b := newEnv(t, sb, envOptions{engine: staleIfError, shareUpstream: a.up})
+	a := newEnv(t, sa, envOptions{engine: staleIfError, clock: clock})
+	b := newEnv(t, sb, envOptions{engine: staleIfError, clock: clock, shareUpstream: a.up})
 	return &replicas{t: t, a: a, b: b}
 }
 
