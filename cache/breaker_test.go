@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 func TestRedisBreakerOpensOnDeadRedisAndRecovers(t *testing.T) {
@@ -67,7 +68,7 @@ func testBreakerOnDeadRedis(t *testing.T, autoPipeline bool) {
 	}
 
 	srv.Restart()
-	waitFor(t, 5*time.Second, func() bool { // the store recovers once Redis is back
+	testkit.WaitFor(t, 5*time.Second, "the store to recover once Redis is back", func() bool {
 		_, _, _, err := r.Get(ctx, k)
 		return err == nil
 	})

@@ -68,7 +68,7 @@ func redisFixture(b backend, opts RedisOptions) fixture {
 				return
 			}
 			// Wait, bounded, until the server itself has dropped the key.
-			waitFor(t, 5*time.Second, func() bool {
+			testkit.WaitFor(t, 5*time.Second, "the server to drop the expired key", func() bool {
 				n, err := b.client.Exists(context.Background(), r.entryKey(k)).Result()
 				return err == nil && n == 0
 			})
@@ -85,12 +85,6 @@ func redisFixture(b backend, opts RedisOptions) fixture {
 			}
 		},
 	}
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	testkit.WaitFor(t, timeout, "the condition", cond)
 }
 
 // backends lists the Redis implementations every Redis test runs against.

@@ -39,7 +39,7 @@ func newTieredOn(t *testing.T, client redis.UniversalClient, prefix string, cloc
 func run(t *testing.T, tr *Tiered) {
 	t.Helper()
 	testkit.Go(t, func(ctx context.Context) { tr.Run(ctx) })
-	waitFor(t, 10*time.Second, func() bool { return tr.Stats().Subscribes > 0 })
+	testkit.WaitFor(t, 10*time.Second, "the first subscription", func() bool { return tr.Stats().Subscribes > 0 })
 }
 
 // replica is one process's tiered store, subscribed to invalidations.
@@ -139,7 +139,7 @@ func TestTieredEntryLivesUntilFreshExpiry(t *testing.T) {
 		waitLocal(t, s, k, true, "a hit, minutes after the fill, once a pong renewed the lease")
 	}
 	clock.Advance(time.Minute) // at expires
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().LeaseValid })
+	testkit.WaitFor(t, 10*time.Second, "a lease", func() bool { return s.Stats().LeaseValid })
 	if _, _, ok := s.GetLocal(k); ok {
 		t.Errorf("served at Entry.Expires (%v)", expires)
 	}
@@ -155,7 +155,7 @@ func TestTieredEntryLivesUntilFreshExpiry(t *testing.T) {
 		t.Error("an entry fresh for an hour was not served after 5m")
 	}
 	clock.Advance(maxItemLife - 5*time.Minute)
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().LeaseValid })
+	testkit.WaitFor(t, 10*time.Second, "a lease", func() bool { return s.Stats().LeaseValid })
 	if _, _, ok := s.GetLocal(long); ok {
 		t.Errorf("served past maxItemLife (%v)", maxItemLife)
 	}
@@ -295,12 +295,12 @@ func TestTieredReconnect(t *testing.T) {
 	}
 	srv.Kill()
 	// The clock stands still: only the receive error can void the lease.
-	waitFor(t, 10*time.Second, func() bool { return !s.Stats().LeaseValid })
+	testkit.WaitFor(t, 10*time.Second, "the lease to lapse", func() bool { return !s.Stats().LeaseValid })
 	if _, _, ok := s.GetLocal(k); ok {
 		t.Error("served with the subscription down")
 	}
 	srv.Restart() // invalidations published meanwhile would have been lost
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Subscribes >= 2 })
+	testkit.WaitFor(t, 10*time.Second, "a resubscription", func() bool { return s.Stats().Subscribes >= 2 })
 	if !s.Stats().LeaseValid {
 		t.Error("no lease once the new subscription was confirmed")
 	}
