@@ -10,6 +10,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -147,7 +148,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	// Recovery: once the open timeout passes, a trial call goes through
 	// and closes the breaker.
 	e.up.SetFault(upstreamtest.FaultNone)
-	waitFor(t, "the breaker to close after the upstream recovered", func() bool {
+	testkit.Await(t, "the breaker to close after the upstream recovered", func() bool {
 		return e.get("20", alice).status == http.StatusOK
 	})
 	if r := e.get("21", alice); r.status != http.StatusOK {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/userproxy/userproxy/cache"
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy/readthrough"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
@@ -88,17 +89,17 @@ func TestRedisKilledMidRun(t *testing.T) {
 	var l load
 	stop := make(chan struct{})
 	wg := l.run(e, 16, ids, stop)
-	waitFor(t, "warm hits", func() bool { return l.hits.Load() > 100 })
+	testkit.Await(t, "warm hits", func() bool { return l.hits.Load() > 100 })
 
 	srv.Kill()
 	reqBefore, upBefore, coBefore := l.requests.Load(), e.up.Requests(), testutil.ToFloat64(e.m.Coalesced)
-	waitFor(t, "traffic during the outage", func() bool { return l.requests.Load()-reqBefore > 300 })
+	testkit.Await(t, "traffic during the outage", func() bool { return l.requests.Load()-reqBefore > 300 })
 	reqOut, upOut := l.requests.Load()-reqBefore, e.up.Requests()-upBefore
 	coOut := testutil.ToFloat64(e.m.Coalesced) - coBefore
 
 	srv.Restart()
 	hitsAt := l.hits.Load()
-	waitFor(t, "hits after Redis came back", func() bool { return l.hits.Load() > hitsAt+100 })
+	testkit.Await(t, "hits after Redis came back", func() bool { return l.hits.Load() > hitsAt+100 })
 	close(stop)
 	wg.Wait()
 
@@ -135,7 +136,7 @@ func testRedisHung(t *testing.T, batched bool) {
 	var l load
 	stop := make(chan struct{})
 	wg := l.run(e, 8, ids, stop)
-	waitFor(t, "traffic while Redis hangs", func() bool { return l.requests.Load() > 200 })
+	testkit.Await(t, "traffic while Redis hangs", func() bool { return l.requests.Load() > 200 })
 	close(stop)
 	wg.Wait()
 	max := time.Duration(l.maxLatency.Load())

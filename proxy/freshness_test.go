@@ -31,12 +31,6 @@ func freshEnv(t *testing.T, store readthrough.Store, o envOptions) *env {
 	return newEnv(t, store, o)
 }
 
-// waitFor polls cond until it holds or fails the test after 10s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	testkit.WaitFor(t, 10*time.Second, what, cond)
-}
-
 func TestStaleWhileRevalidate(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newEnv func(envOptions) *env) {
 		e := newEnv(envOptions{})
@@ -72,7 +66,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 				t.Fatalf("request %d: got %q, want the stale or the refreshed body", i, r.body)
 			}
 		}
-		waitFor(t, "the background refresh", func() bool {
+		testkit.Await(t, "the background refresh", func() bool {
 			return testutil.ToFloat64(e.m.BackgroundRefreshes.WithLabelValues("stored")) == 1
 		})
 		if got := e.up.RequestsFor("11"); got != 2 {
@@ -273,7 +267,7 @@ func TestEarlyRefresh(t *testing.T) {
 	if cs := r.header.Get("Cache-Status"); !strings.HasPrefix(cs, "userproxy; hit; ttl=") {
 		t.Fatalf("Cache-Status: got %q, want a hit (early refresh runs in the background)", cs)
 	}
-	waitFor(t, "the early refresh", func() bool {
+	testkit.Await(t, "the early refresh", func() bool {
 		return testutil.ToFloat64(e.m.BackgroundRefreshes.WithLabelValues("stored")) == 1
 	})
 	if got := testutil.ToFloat64(e.m.EarlyRefreshes); got != 1 {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // TestClientGoneWhileWaitingOnAFill: a request waiting on another's fill
@@ -35,10 +37,10 @@ func TestClientGoneWhileWaitingOnAFill(t *testing.T) {
 	}
 	auth := base64.StdEncoding.EncodeToString([]byte(alice.Username + ":" + alice.Password))
 	fmt.Fprintf(conn, "GET /api/users/21 HTTP/1.1\r\nHost: proxy\r\nAuthorization: Basic %s\r\n\r\n", auth)
-	waitFor(t, "the second request to be served", func() bool { return arrived.Load() == 2 })
+	testkit.Await(t, "the second request to be served", func() bool { return arrived.Load() == 2 })
 	conn.Close() // the client leaves while the fill is held
 
-	waitFor(t, "the waiting request to be counted as a 499", func() bool { return e.requests("miss", "499") == 1 })
+	testkit.Await(t, "the waiting request to be counted as a 499", func() bool { return e.requests("miss", "499") == 1 })
 	release()
 	e.want(<-first, http.StatusOK, "userproxy; fwd=uri-miss; fwd-status=200; stored")
 	if got := e.up.RequestsFor("21"); got != 1 {

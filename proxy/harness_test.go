@@ -84,7 +84,7 @@ func tieredStore(t *testing.T, rawURL string, clock *testkit.Clock) *cache.Tiere
 	}
 	testkit.Go(t, func(ctx context.Context) { tier.Run(ctx) })
 	// The first subscription flushes the tier: let it happen first.
-	waitFor(t, "the tier to subscribe", func() bool { return tier.Stats().Subscribes > 0 })
+	testkit.Await(t, "the tier to subscribe", func() bool { return tier.Stats().Subscribes > 0 })
 	return tier
 }
 

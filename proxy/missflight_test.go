@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/upstream"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
@@ -34,7 +35,7 @@ func stampedeOnHeldFill(t *testing.T, e *env, hold *holdFirstGet, id string, n i
 	for i := range n {
 		done.Go(func() { results[i] = e.get(id, alice) })
 	}
-	waitFor(t, "the proxy to begin serving every request", func() bool { return arrived.Load() == int64(1+n) })
+	testkit.Await(t, "the proxy to begin serving every request", func() bool { return arrived.Load() == int64(1+n) })
 	close(hold.release)
 	done.Wait()
 	return <-first, results

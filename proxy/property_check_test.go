@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -153,7 +154,7 @@ func (p *propertyRun) finalSweep() {
 	t, e := p.t, p.e
 	e.up.SetFault(upstreamtest.FaultNone)
 	e.clock.Advance(2 * time.Hour)
-	waitFor(t, "the upstream breaker to close", func() bool {
+	testkit.Await(t, "the upstream breaker to close", func() bool {
 		return e.get("1", propertyCreds[0]).status == http.StatusOK
 	})
 	for _, c := range propertyCreds {

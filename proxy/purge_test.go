@@ -11,6 +11,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy"
 	"github.com/userproxy/userproxy/proxy/readthrough"
 )
@@ -137,7 +138,7 @@ func TestInvalidationRetriedAfterCacheOutage(t *testing.T) {
 	if r.body == old {
 		t.Fatalf("after the outage: served the pre-write body (%s)", r.header.Get("Cache-Status"))
 	}
-	waitFor(t, "the retried invalidation", func() bool {
+	testkit.Await(t, "the retried invalidation", func() bool {
 		return testutil.ToFloat64(e.m.Invalidations.WithLabelValues("retry")) == 1
 	})
 	r = e.get("50", bob)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/proxy/readthrough"
 )
 
@@ -60,7 +61,7 @@ func TestRequestsShareACacheReadInFlight(t *testing.T) {
 	for i := 1; i < n; i++ {
 		wg.Go(func() { results[i] = e.get("8", alice) })
 	}
-	waitFor(t, "the other requests to wait on the read", func() bool {
+	testkit.Await(t, "the other requests to wait on the read", func() bool {
 		return testutil.ToFloat64(e.m.SharedReads) == n-1
 	})
 	close(ps.release)
@@ -185,7 +186,7 @@ func TestSharedReadThatPanicsLetsTheOthersGo(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { results[i] = e.get("10", alice) })
 	}
-	waitFor(t, "the other requests to wait on the read", func() bool {
+	testkit.Await(t, "the other requests to wait on the read", func() bool {
 		return testutil.ToFloat64(e.m.SharedReads) == n
 	})
 	close(ps.release)

@@ -66,7 +66,7 @@ func (r *replicas) settled(before []uint64, n uint64) {
 	r.t.Helper()
 	for i, e := range []*env{r.a, r.b} {
 		if tier, ok := e.store.(*cache.Tiered); ok {
-			waitFor(r.t, "the tiers to hear of the invalidation", func() bool {
+			testkit.Await(r.t, "the tiers to hear of the invalidation", func() bool {
 				return tier.Stats().InvalidationsReceived >= before[i]+n
 			})
 		}

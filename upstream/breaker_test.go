@@ -13,6 +13,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -55,7 +56,7 @@ func TestBreakerTripsOnServerErrorStormAndRecovers(t *testing.T) {
 	fake.SetFault(upstreamtest.FaultNone)
 	// gobreaker reads the wall clock; the deterministic timing checks are
 	// in TestBreakerLifecycle.
-	waitFor(t, "breaker to go half-open", func() bool { return c.State() == BreakerHalfOpen })
+	testkit.Await(t, "breaker to go half-open", func() bool { return c.State() == BreakerHalfOpen })
 	resp, err := c.Fetch(t.Context(), "1", demo(t))
 	if err != nil || resp.Status != http.StatusOK {
 		t.Fatalf("probe: got (%v, %v), want 200", resp, err)

@@ -6,11 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -64,12 +62,4 @@ func cannedResponse(status int, body string) *http.Response {
 		Body:          io.NopCloser(strings.NewReader(body)),
 		ContentLength: int64(len(body)),
 	}
-}
-
-// waitFor polls cond until it holds, failing t after a generous deadline.
-// Only for conditions driven by real time elsewhere (a real server, the
-// breaker's own clock); tests that can use testing/synctest do.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testkit.WaitFor(t, 5*time.Second, what, cond)
 }

@@ -142,7 +142,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		done <- result{status: resp.StatusCode}
 	}()
 	// Wait until the request is in flight at the upstream, then stop.
-	waitFor(t, "the request to reach the upstream", func() bool { return up.RequestsFor("2") > 0 })
+	testkit.Await(t, "the request to reach the upstream", func() bool { return up.RequestsFor("2") > 0 })
 	s.stop()
 
 	// While draining, readiness is withdrawn (the admin listener stays up
@@ -183,7 +183,7 @@ func TestEncryptedRedisEndToEnd(t *testing.T) {
 	demo := upstreamtest.DemoCredentials()[0]
 	// The tier flushes when its subscription is first established; let that
 	// happen before the requests whose hits the test counts.
-	waitFor(t, "the invalidation subscription", func() bool {
+	testkit.Await(t, "the invalidation subscription", func() bool {
 		_, m := get(t, s.admin+"/metrics", "", "")
 		return strings.Contains(m, "userproxy_l1_subscriptions_total 1")
 	})
@@ -232,7 +232,7 @@ func TestShutdownIsBoundedByDrainTimeout(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the request to hang at the upstream", func() bool { return up.Stats().Hanging > 0 })
+	testkit.Await(t, "the request to hang at the upstream", func() bool { return up.Stats().Hanging > 0 })
 	s.stop()
 	select {
 	case code := <-s.exit:
@@ -255,12 +255,6 @@ func grepLines(s, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// waitFor polls cond until it holds or fails the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testkit.WaitFor(t, 10*time.Second, what, cond)
-}
-
 // TestRedisNobodyAnswers: a -redis-url that nobody answers gets one clear
 // warning at start, naming the URL without its password; the proxy still
 // starts and serves (failing open to the upstream), and go-redis's own
@@ -280,7 +274,7 @@ func TestRedisNobodyAnswers(t *testing.T) {
 	if resp, _ := get(t, s.proxy+"/api/users/1", demo.Username, demo.Password); resp.StatusCode != http.StatusOK {
 		t.Errorf("request with Redis down: got %d, want 200 from the upstream", resp.StatusCode)
 	}
-	waitFor(t, "a go-redis line in the log", func() bool { return strings.Contains(s.logs.String(), `"component":"go-redis"`) })
+	testkit.Await(t, "a go-redis line in the log", func() bool { return strings.Contains(s.logs.String(), `"component":"go-redis"`) })
 
 	logs := s.logs.String()
 	warnings := 0

@@ -12,6 +12,17 @@ import (
 	"time"
 )
 
+// DefaultWait is the bound Await puts on a wait: generous, since it only
+// separates "later" from "never" on a loaded CI machine.
+const DefaultWait = 10 * time.Second
+
+// Await is WaitFor with DefaultWait, for the waits that need no bound of
+// their own.
+func Await(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	WaitFor(tb, DefaultWait, what, cond)
+}
+
 // WaitFor polls cond every 2ms until it holds, and fails tb after timeout,
 // naming what it waited for. The timeout is a bound for "never happens",
 // not a speed assertion: pass a generous one.
