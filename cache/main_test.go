@@ -10,16 +10,5 @@ import (
 // unclosed Redis client). The shared cluster is stopped before the check:
 // its processes' waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(closeAfter{m, sharedCluster.Close})
-}
-
-// closeAfter runs the tests, then close.
-type closeAfter struct {
-	m     *testing.M
-	close func()
-}
-
-func (c closeAfter) Run() int {
-	defer c.close()
-	return c.m.Run()
+	goleak.VerifyTestMain(sharedCluster.Main(m))
 }

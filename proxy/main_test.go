@@ -20,20 +20,9 @@ import (
 // The shared Redis Cluster is stopped before the check: its processes'
 // waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(closeAfter{m, sharedCluster.Close},
+	goleak.VerifyTestMain(sharedCluster.Main(m),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
 	)
-}
-
-// closeAfter runs the tests, then close.
-type closeAfter struct {
-	m     *testing.M
-	close func()
-}
-
-func (c closeAfter) Run() int {
-	defer c.close()
-	return c.m.Run()
 }

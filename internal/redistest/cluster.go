@@ -254,6 +254,24 @@ func (s *SharedCluster) Close() {
 	s.c, s.dir, s.err = nil, "", errors.New("closed")
 }
 
+// Main is m with s closed once m's tests have run, for a TestMain that
+// checks for leaked goroutines afterwards (goleak.VerifyTestMain(s.Main(m)…)):
+// the cluster's process waiters are goroutines too.
+func (s *SharedCluster) Main(m *testing.M) interface{ Run() int } {
+	return closeAfter{m, s.Close}
+}
+
+// closeAfter runs the tests, then close.
+type closeAfter struct {
+	m     *testing.M
+	close func()
+}
+
+func (c closeAfter) Run() int {
+	defer c.close()
+	return c.m.Run()
+}
+
 // findCLI returns the redis-cli to run.
 func findCLI() (string, error) {
 	if bin := os.Getenv(EnvCLIBinary); bin != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/testkit"
 )
 
 // pids returns the process ids of the running servers.
@@ -133,17 +134,9 @@ func TestStartSentinel(t *testing.T) {
 		st.KillMaster()
 		// The Sentinels call the master down after 1s and promote the
 		// replica; the client follows them there.
-		deadline := time.Now().Add(30 * time.Second)
-		var err error
-		for time.Now().Before(deadline) {
-			if err = client.Set(ctx, "after", "failover", time.Minute).Err(); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatalf("SET after KillMaster: %v, want the promoted replica to take it", err)
-		}
+		testkit.WaitFor(t, 30*time.Second, "a SET after KillMaster to reach the promoted replica", func() bool {
+			return client.Set(ctx, "after", "failover", time.Minute).Err() == nil
+		})
 		if got, err := doString(st.Replica().Addr(), "GET", "after"); err != nil || got != "failover" {
 			t.Errorf("GET on the promoted replica: got %q, %v, want failover", got, err)
 		}
