@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -229,4 +230,52 @@ func firstRole(t *testing.T, body string) string {
 		return id
 	}
 	return ""
+}
+
+// TestTierOwnsTheKeysItReads: a replica's tier keeps what it reads from
+// Redis under the request's key. That key must not alias the front's
+// request buffer, which the next request on the connection overwrites:
+// the tier would then hold an entry under a key that changes under it
+// (misses for the user it holds, and in the worst case another user's
+// answer under the new id).
+func TestTierOwnsTheKeysItReads(t *testing.T) {
+	r := newReplicas(t, replicaKinds[3].new) // redis-server+l1
+	tier := r.b.store.(*cache.Tiered)
+	ids := []string{"12", "34", "45", "23"}
+	for _, id := range ids {
+		r.a.get(id, alice) // filled and stored through a
+	}
+	for _, id := range ids {
+		r.b.get(id, alice) // b's tier misses, reads Redis, keeps the entry
+	}
+	// Read again on fresh connections: the connection that carried the
+	// first reads still holds the last id in its buffer, so a key that
+	// aliased it would now read as that id.
+	before := tier.Stats().Hits
+	for _, id := range ids {
+		got := getOnNewConnection(t, r.b, id, alice)
+		if got != r.a.userBody(alice, id) {
+			t.Errorf("GET %s through b: got %.60q, want user %s", id, got, id)
+		}
+	}
+	if hits := tier.Stats().Hits - before; hits != uint64(len(ids)) {
+		t.Errorf("tier hits on the second reads through b: got %d, want %d (the keys it kept from Redis changed under it)", hits, len(ids))
+	}
+}
+
+// getOnNewConnection GETs user id from e as cred on a connection of its
+// own, and returns the body.
+func getOnNewConnection(t *testing.T, e *env, id string, cred upstreamtest.Credential) string {
+	t.Helper()
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/users/"+id, nil)
+	req.SetBasicAuth(cred.Username, cred.Password)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", id, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

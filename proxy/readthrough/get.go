@@ -60,6 +60,9 @@ func (e *Engine) getCached(ctx context.Context, r *Request, k cache.Key, cred up
 	l := lookup{seen: lookupResult{gen: gen, done: true}}
 	tierHit := ok
 	if !tierHit {
+		// From here the store may keep k (the tier keeps what it reads
+		// from Redis): it must own its id, which r may only alias.
+		k.ID = strings.Clone(k.ID)
 		l.written = e.writtenNow(k.ID)
 		if e.misses.Has(keyEpoch{k, l.written}) {
 			// A miss fill for this key is running: its answer is the next
