@@ -38,6 +38,15 @@ const (
 	StaleBreakerOpen = "breaker_open" // the breaker is open; within -stale-ttl
 )
 
+// Fill lease results: the closed set of values of the "result" label of
+// userproxy_fill_leases_total.
+const (
+	LeaseWon      = "won"      // this replica took the key's lease and filled it
+	LeaseWaited   = "waited"   // another replica held the lease; answered from its fill
+	LeaseExpired  = "expired"  // the holder's lease ran out with no answer; this replica took over
+	LeaseFallback = "fallback" // Redis could not be asked in time: local coalescing only
+)
+
 // Breaker state values of userproxy_circuit_breaker_state, as in DESIGN.md.
 const (
 	BreakerClosed   = 0
@@ -86,6 +95,20 @@ type Metrics struct {
 	// StaleSetRefused counts fills whose write was refused because the
 	// user was invalidated while they were in flight.
 	StaleSetRefused prometheus.Counter
+	// FillLeases counts fleet-wide fill leases by result (LeaseWon,
+	// LeaseWaited, LeaseExpired, LeaseFallback): how replicas sharing a
+	// Redis share one upstream call per cold key.
+	FillLeases *prometheus.CounterVec
+	// FleetBreakerReports is how many distinct replicas had announced an
+	// open upstream breaker, within the open period, when this replica
+	// last looked. The "fleet" series of BreakerState says whether this
+	// replica honours them.
+	FleetBreakerReports prometheus.Gauge
+	// TopologyReloads counts reloads of the Redis topology (the Cluster
+	// slot map, the Sentinel's master) by reason: "error" (a connection
+	// error to a node), "moved" (Redis redirected a command), "periodic",
+	// "switch" (Sentinel announced a new master).
+	TopologyReloads *prometheus.CounterVec
 }
 
 // latencyBuckets cover a cache hit (sub-millisecond) up to a slow upstream
@@ -153,10 +176,23 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "userproxy_stale_set_refused_total",
 			Help: "Fills not stored because the user was invalidated while they were in flight.",
 		}),
+		FillLeases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_fill_leases_total",
+			Help: "Fleet-wide fill leases by result: won (this replica filled), waited (answered from another replica's fill), expired (took over from a holder that never answered), fallback (Redis not answering in time: local coalescing only).",
+		}, []string{"result"}),
+		FleetBreakerReports: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "userproxy_fleet_breaker_reports",
+			Help: "Distinct replicas that had announced an open upstream breaker within the open period, as last read from Redis.",
+		}),
+		TopologyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userproxy_redis_topology_reloads_total",
+			Help: "Reloads of the Redis topology (Cluster slot map, Sentinel master) by reason: error, moved, periodic, switch.",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamRequests,
 		m.UpstreamDuration, m.BreakerState, m.CacheErrors, m.Coalesced, m.SharedReads, m.Invalidations,
-		m.StaleServed, m.BackgroundRefreshes, m.EarlyRefreshes, m.StaleSetRefused)
+		m.StaleServed, m.BackgroundRefreshes, m.EarlyRefreshes, m.StaleSetRefused,
+		m.FillLeases, m.FleetBreakerReports, m.TopologyReloads)
 
 	// Pre-create the series dashboards and alerts divide by, so a rate()
 	// over them exists from the first scrape instead of appearing on the
@@ -172,6 +208,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, s := range []string{"write", "create", "roles", "admin", "admin_all", "retry"} {
 		m.Invalidations.WithLabelValues(s)
+	}
+	for _, r := range []string{LeaseWon, LeaseWaited, LeaseExpired, LeaseFallback} {
+		m.FillLeases.WithLabelValues(r)
+	}
+	for _, r := range []string{"error", "moved", "periodic", "switch"} {
+		m.TopologyReloads.WithLabelValues(r)
 	}
 	m.BreakerState.WithLabelValues("upstream").Set(BreakerClosed)
 	m.BreakerState.WithLabelValues("cache").Set(BreakerClosed)
