@@ -67,7 +67,8 @@ const genSuffix = "gen"
 // ValidateKey reports whether the user id and scope can be used as a cache key:
 // the id must be non-empty and free of '{' and '}' (Redis key names wrap it in
 // a Cluster hash tag, and a brace would end or split the tag), and the scope
-// must not be "gen" (the name of the user's generation key). Ids the proxy
+// must not be "gen" (the name of the user's generation key) nor hold a colon
+// (see FillLeases). Ids the proxy
 // accepts (digits) and scopes it computes (hex) always pass.
 func ValidateKey(id, scope string) error {
 	switch {
@@ -77,6 +78,10 @@ func ValidateKey(id, scope string) error {
 		return fmt.Errorf("%w: user id contains a brace", ErrInvalidKey)
 	case scope == genSuffix:
 		return fmt.Errorf("%w: reserved scope", ErrInvalidKey)
+	case strings.ContainsRune(scope, ':'):
+		// The lease keys (FillLeases) are "<id>:lease:<scope>": a scope
+		// with a colon could name another scope's lease.
+		return fmt.Errorf("%w: scope contains a colon", ErrInvalidKey)
 	}
 	return nil
 }

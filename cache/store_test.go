@@ -239,7 +239,7 @@ func testStore(t *testing.T, newFixture func(t *testing.T) fixture) {
 
 	t.Run("invalid keys", func(t *testing.T) {
 		f := newFixture(t)
-		for _, bad := range []Key{{ID: ""}, {ID: "4{2}"}, {ID: "42}"}, {ID: "42", Scope: "gen"}} {
+		for _, bad := range []Key{{ID: ""}, {ID: "4{2}"}, {ID: "42}"}, {ID: "42", Scope: "gen"}, {ID: "42", Scope: "lease:x"}} {
 			t.Run(bad.ID+"/"+bad.Scope, func(t *testing.T) {
 				if _, _, _, err := f.store.Get(ctx, bad); !errors.Is(err, ErrInvalidKey) {
 					t.Errorf("Get: got %v, want ErrInvalidKey", err)

@@ -43,6 +43,7 @@ type Config struct {
 	RedisTimeout    time.Duration
 	RedisPoolSize   int
 	RedisAutoPipe   bool
+	FillLease       bool
 	MemoryLimit     int64
 	GCPercent       int
 	MaxProcs        int

@@ -43,6 +43,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "budget for one cache operation before failing open to the upstream")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 0, "Redis connections per node (0 = go-redis default, 10 per CPU)")
 	fs.BoolVar(&c.RedisAutoPipe, "redis-autopipeline", true, "batch the cache reads of concurrent requests into shared Redis pipelines, one breaker call per pipeline (see README)")
+	fs.BoolVar(&c.FillLease, "fill-lease", true, "share each cold user's upstream call with the other replicas on the same Redis: one replica fills under a lease in Redis, the others wait for its answer (see README)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
 	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 35 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", 0, "Go scheduler threads running at once, GOMAXPROCS (0 = the Go runtime's choice: one per CPU, or the container's CPU limit, which it follows; GOMAXPROCS, if set, wins)")

@@ -114,6 +114,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	}
 
 	var store readthrough.Store
+	var leases readthrough.Leases // nil: fills shared per replica only
 	var ping func(context.Context) error
 	if cfg.RedisURL != "" {
 		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize})
@@ -136,6 +137,14 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
 		warnIfRedisDown(ctx, ping, cfg.RedisURL, log)
+		if cfg.FillLease {
+			fl := cache.NewFillLeases(r)
+			leases = fl
+			// Announcements wake the replicas waiting on another's fill;
+			// without them, waiters poll.
+			stop := runBackground(ctx, log, "fill announcement subscription ended; waiters on other replicas' fills poll instead", fl.Run)
+			defer stop()
+		}
 		if cfg.L1TTL > 0 {
 			tier, err := cache.NewTiered(r, cache.L1Options{MaxBytes: cfg.L1MaxBytes, TTL: cfg.L1TTL})
 			if err != nil {
@@ -143,18 +152,10 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			}
 			reg.MustRegister(metrics.NewL1Collector(func() metrics.L1Stats { return l1Stats(tier.Stats()) }))
 			store = tier
-			// The subscription lives as long as the process serves; it
-			// stops after the servers have drained (see below). The tier
-			// answers only while it runs: its heartbeats are the lease.
-			subCtx, stopSub := context.WithCancel(context.WithoutCancel(ctx))
-			subDone := make(chan struct{})
-			go func() {
-				defer close(subDone)
-				if err := tier.Run(subCtx); err != nil {
-					log.Error("invalidation subscription ended; the in-process tier no longer answers, every lookup goes to Redis", "err", err)
-				}
-			}()
-			defer func() { stopSub(); <-subDone }()
+			// The tier answers only while its subscription runs: its
+			// heartbeats are the lease.
+			stop := runBackground(ctx, log, "invalidation subscription ended; the in-process tier no longer answers, every lookup goes to Redis", tier.Run)
+			defer stop()
 		}
 	} else {
 		log.Warn("no -redis-url: using the embedded in-process store; it is not shared between replicas", "max_bytes", cfg.MemoryMaxBytes)
@@ -214,6 +215,10 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		DropHeaders:          cfg.dropResponseHeaders(),
 		CacheTimeout:         cfg.RedisTimeout,
 		FillTimeout:          cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
+		Leases:               leases,
+		// A holder's fill is one upstream call and one store; a holder
+		// that died is taken over once that time is up.
+		LeaseTTL: cfg.UpstreamTimeout + 2*cfg.RedisTimeout,
 		Metrics:              m,
 		Logger:               log,
 	})
@@ -334,4 +339,20 @@ func l1Stats(s cache.L1Stats) metrics.L1Stats {
 		LeaseMisses: s.LeaseMisses, LeaseValid: s.LeaseValid,
 		Bytes: s.Bytes, Entries: s.Entries,
 	}
+}
+
+// runBackground runs fn (a Redis subscription) for as long as the process
+// serves: it is not cancelled with ctx but by stop, which the caller defers
+// so that it runs after the servers have drained, and which waits for fn to
+// return. An error ending fn is logged with msg.
+func runBackground(ctx context.Context, log *slog.Logger, msg string, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fn(ctx); err != nil {
+			log.Error(msg, "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }

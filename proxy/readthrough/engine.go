@@ -108,6 +108,18 @@ type Options struct {
 	// PurgeTimeout bounds a retried purge of everything, which walks the
 	// whole keyspace: far longer than one cache operation. Default 2m.
 	PurgeTimeout time.Duration
+	// Leases, if non-nil, shares fills with the other replicas of the
+	// fleet: an ordinary miss takes the key's lease before calling the
+	// upstream, or waits for the replica that holds it (lease.go). Nil:
+	// one upstream call per key per replica.
+	Leases Leases
+	// LeaseTTL bounds a lease, and so how long waiters wait for a holder
+	// that died: keep it just above the upstream timeout plus two cache
+	// operations. Default FillTimeout.
+	LeaseTTL time.Duration
+	// LeasePoll is how often a waiter asks Redis whether the lease is
+	// still held, in case an announcement is lost. Default 100ms.
+	LeasePoll time.Duration
 	// Metrics records what the engine does. Nil means metrics on a private
 	// registry nobody scrapes.
 	Metrics *metrics.Metrics
@@ -140,6 +152,9 @@ type Engine struct {
 	cacheTO     time.Duration
 	fillTO      time.Duration
 	purgeTO     time.Duration
+	leases      Leases // nil: no fleet-wide fills
+	leaseTTL    time.Duration
+	leasePoll   time.Duration
 	m           *metrics.Metrics
 	log         *slog.Logger
 	now         func() time.Time
@@ -175,25 +190,28 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("readthrough: KeySecret is required")
 	}
 	e := &Engine{
-		store:    opts.Store,
-		upstream: opts.Upstream,
-		scopes:   newScoper(opts.KeySecret),
-		inject:   opts.Inject,
-		ttl:      orDefault(opts.TTL, 60*time.Second),
-		negTTL:   orDefault(opts.NegativeTTL, 10*time.Second),
-		swr:      max(opts.StaleWhileRevalidate, 0),
-		staleErr: max(opts.StaleIfError, 0),
-		jitter:   min(max(opts.TTLJitter, 0), 0.99),
-		beta:     max(opts.EarlyRefreshBeta, 0),
-		rand:     opts.Rand,
-		cacheTO:  orDefault(opts.CacheTimeout, 50*time.Millisecond),
-		fillTO:   orDefault(opts.FillTimeout, 5*time.Second),
-		purgeTO:  orDefault(opts.PurgeTimeout, 2*time.Minute),
-		m:        opts.Metrics,
-		log:      opts.Logger,
-		now:      opts.Now,
-		closing:  make(chan struct{}),
+		store:     opts.Store,
+		upstream:  opts.Upstream,
+		scopes:    newScoper(opts.KeySecret),
+		inject:    opts.Inject,
+		ttl:       orDefault(opts.TTL, 60*time.Second),
+		negTTL:    orDefault(opts.NegativeTTL, 10*time.Second),
+		swr:       max(opts.StaleWhileRevalidate, 0),
+		staleErr:  max(opts.StaleIfError, 0),
+		jitter:    min(max(opts.TTLJitter, 0), 0.99),
+		beta:      max(opts.EarlyRefreshBeta, 0),
+		rand:      opts.Rand,
+		cacheTO:   orDefault(opts.CacheTimeout, 50*time.Millisecond),
+		fillTO:    orDefault(opts.FillTimeout, 5*time.Second),
+		purgeTO:   orDefault(opts.PurgeTimeout, 2*time.Minute),
+		leases:    opts.Leases,
+		leasePoll: orDefault(opts.LeasePoll, 100*time.Millisecond),
+		m:         opts.Metrics,
+		log:       opts.Logger,
+		now:       opts.Now,
+		closing:   make(chan struct{}),
 	}
+	e.leaseTTL = orDefault(opts.LeaseTTL, e.fillTO)
 	e.local, _ = opts.Store.(LocalGetter)
 	if e.m == nil {
 		e.m = metrics.New(prometheus.NewRegistry())

@@ -70,6 +70,7 @@ type fillResult struct {
 	fromCache bool // the re-check inside the fill found a fresh entry
 	stored    bool // entry was written to the cache
 	cacheErr  bool // the cache could not be read, so nothing was stored
+	fleet     bool // answered from another replica's fill (Leases)
 	err       error
 }
 
@@ -141,6 +142,16 @@ func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credenti
 		gen, cacheErr = g, err != nil
 	}
 
+	if e.leases != nil && !force {
+		// The fleet's lease: one upstream call per key across replicas.
+		// Without a cache to read (cacheErr), the lease could only cost
+		// time: fill alone, as the cache is down anyway.
+		if cacheErr {
+			e.m.FillLeases.WithLabelValues(metrics.LeaseFallback).Inc()
+		} else if res := e.leased(ctx, k, cred, gen); res != nil {
+			return res
+		}
+	}
 	res := e.fetch(ctx, k, cred)
 	if res.err != nil || res.ttl == 0 {
 		return res

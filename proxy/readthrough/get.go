@@ -135,13 +135,13 @@ func (e *Engine) getMiss(ctx context.Context, r *Request, k cache.Key, cred upst
 			return e.stale(l.stale, start, reason, f.fwdStatus, f.detail)
 		}
 		o := f.outcome(KindMiss)
-		o.Collapsed = collapsed
+		o.Collapsed = collapsed || res.fleet
 		return o
 	case res.fromCache:
 		return hit(res.entry, start)
 	default:
 		o := fetched(res, KindMiss, metrics.CacheMiss)
-		o.Stored, o.Collapsed = res.stored, collapsed
+		o.Stored, o.Collapsed = res.stored, collapsed || res.fleet
 		if res.cacheErr {
 			o.Detail = "cache-unavailable"
 		}

@@ -32,7 +32,7 @@ func (e *Engine) refreshInBackground(ctx context.Context, r *Request, k cache.Ke
 			return
 		case res.err != nil:
 			result = "error"
-		case res.stored, res.fromCache:
+		case res.stored, res.fromCache, res.fleet:
 			result = "stored"
 		}
 		e.m.BackgroundRefreshes.WithLabelValues(result).Inc()

@@ -1,0 +1,168 @@
+package readthrough
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/metrics"
+	"github.com/userproxy/userproxy/upstream"
+)
+
+// Leases shares fills between the replicas that share a cache, so that a
+// cold key costs one upstream call fleet-wide, not one per replica
+// (cache.FillLeases). The local single flight stays in front: a replica asks
+// for at most one lease per key at a time.
+type Leases interface {
+	// Watch registers for k's announced outcomes until stop; an empty
+	// string asks the watcher to poll now.
+	Watch(k cache.Key) (announced <-chan string, stop func())
+	// TryLease takes k's lease for ttl (token != "") or reports the last
+	// holder's recent outcome ("" while another replica holds the lease).
+	TryLease(ctx context.Context, k cache.Key, ttl time.Duration) (token, outcome string, err error)
+	// Release ends a held lease with outcome, readable by pollers for linger.
+	Release(ctx context.Context, k cache.Key, token, outcome string, linger time.Duration) (bool, error)
+}
+
+// Outcomes of a leased fill, as told to the replicas that waited on it.
+// A failure carries its error's class, so a waiter answers exactly as it
+// would have had it called the upstream itself (classify, stale-if-error).
+const (
+	leaseStored    = "s" // stored: read the entry
+	leaseNotStored = "n" // answered but not stored (401/403, a refused or failed store): fill on your own
+)
+
+// fleetErrors decodes the error classes a failed fill announces; encode
+// with leaseFailure.
+var fleetErrors = map[byte]error{
+	'b': upstream.ErrBreakerOpen,
+	't': upstream.ErrTimeout,
+	'l': upstream.ErrBodyTooLarge,
+	'j': errInvalidJSON,
+	'c': errFleetUnreachable,
+}
+
+// errFleetUnreachable stands for a connection error another replica's fill
+// met: classify's default ("unavailable").
+var errFleetUnreachable = errors.New("upstream unreachable (another replica's fill)")
+
+// leaseFailure encodes err's class: "e" and a class byte, or for an
+// upstream status error "u<status> <Retry-After>".
+func leaseFailure(err error) string {
+	var se *upstreamStatusError
+	switch {
+	case errors.As(err, &se):
+		return "u" + strconv.Itoa(se.status) + " " + se.retryAfter
+	case errors.Is(err, upstream.ErrBreakerOpen):
+		return "eb"
+	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "et"
+	case errors.Is(err, upstream.ErrBodyTooLarge):
+		return "el"
+	case errors.Is(err, errInvalidJSON):
+		return "ej"
+	default:
+		return "ec"
+	}
+}
+
+// parseLeaseFailure decodes leaseFailure's encoding; nil for anything else.
+func parseLeaseFailure(s string) error {
+	if status, ra, ok := strings.Cut(strings.TrimPrefix(s, "u"), " "); ok && strings.HasPrefix(s, "u") {
+		if n, err := strconv.Atoi(status); err == nil && n >= 100 && n < 600 {
+			return &upstreamStatusError{status: n, retryAfter: ra}
+		}
+		return nil
+	}
+	if len(s) == 2 && s[0] == 'e' {
+		return fleetErrors[s[1]]
+	}
+	return nil
+}
+
+// leased fills k under the fleet's lease: it takes the lease and fills, or
+// waits for the replica that holds it and answers from its fill. nil means
+// the fleet could not help (Redis unavailable, or the holder's answer is
+// not one this replica may reuse): fill on your own. ctx bounds the whole
+// fill; each Redis call gets the cache budget.
+func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64) *fillResult {
+	announced, stop := e.leases.Watch(k) // before asking: no announcement slips between
+	defer stop()
+	result := metrics.LeaseWon
+	token, outcome, err := e.tryLease(ctx, k)
+	poll := time.NewTimer(e.leasePoll)
+	defer poll.Stop()
+	for token == "" && outcome == "" {
+		if err != nil {
+			e.m.FillLeases.WithLabelValues(metrics.LeaseFallback).Inc()
+			e.log.Warn("fill lease unavailable; filling without it", "id", k.ID, "err", err)
+			return nil
+		}
+		select {
+		case outcome = <-announced:
+			if outcome != "" {
+				continue
+			}
+		case <-poll.C:
+		case <-ctx.Done():
+			// The holder took longer than this whole fill may: answer
+			// as a timeout would (the lease is bounded by the upstream
+			// timeout, so this is rare).
+			e.m.FillLeases.WithLabelValues(metrics.LeaseWaited).Inc()
+			return &fillResult{err: ctx.Err()}
+		}
+		poll.Reset(e.leasePoll)
+		token, outcome, err = e.tryLease(ctx, k)
+		result = metrics.LeaseExpired // if this try took the lease: the holder never answered
+	}
+	if token != "" {
+		e.m.FillLeases.WithLabelValues(result).Inc()
+		return e.fillHeld(ctx, k, cred, gen, token)
+	}
+	e.m.FillLeases.WithLabelValues(metrics.LeaseWaited).Inc()
+	if outcome == leaseStored {
+		en, _, ok, err := e.lookup(ctx, k)
+		if err == nil && ok && e.now().Before(en.Expires) {
+			return &fillResult{entry: en, fleet: true}
+		}
+		return nil // dropped meanwhile (a write): fill on your own
+	}
+	if err := parseLeaseFailure(outcome); err != nil {
+		return &fillResult{err: err, fleet: true}
+	}
+	return nil
+}
+
+// tryLease is one TryLease within the cache budget.
+func (e *Engine) tryLease(ctx context.Context, k cache.Key) (token, outcome string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cacheTO)
+	defer cancel()
+	return e.leases.TryLease(ctx, k, e.leaseTTL)
+}
+
+// fillHeld fills k under the lease held with token, then releases it with
+// the outcome for the replicas that waited.
+func (e *Engine) fillHeld(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64, token string) *fillResult {
+	res := e.fetch(ctx, k, cred)
+	outcome := leaseNotStored
+	switch {
+	case res.err != nil:
+		outcome = leaseFailure(res.err)
+	case res.ttl > 0:
+		res.stored = e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen)
+		if res.stored {
+			outcome = leaseStored
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, e.cacheTO)
+	defer cancel()
+	// Long enough for a waiter whose subscription is down to poll once more.
+	if _, err := e.leases.Release(rctx, k, token, outcome, 2*e.leasePoll); err != nil {
+		// Waiters find out when the lease expires; nothing else is lost.
+		e.log.Warn("fill lease release failed; waiters wait for it to expire", "id", k.ID, "err", err)
+	}
+	return res
+}
