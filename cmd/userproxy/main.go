@@ -219,8 +219,8 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		// A holder's fill is one upstream call and one store; a holder
 		// that died is taken over once that time is up.
 		LeaseTTL: cfg.UpstreamTimeout + 2*cfg.RedisTimeout,
-		Metrics:              m,
-		Logger:               log,
+		Metrics:  m,
+		Logger:   log,
 	})
 	if err != nil {
 		return err
