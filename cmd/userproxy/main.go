@@ -200,6 +200,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	if cfg.Passthrough {
 		passURL, _ = url.Parse(cfg.UpstreamURL) // validated
 	}
+	// A lease holder's fill is one upstream call and one store; a holder
+	// that died is taken over once that time is up.
+	leaseTTL := cfg.UpstreamTimeout + 2*cfg.RedisTimeout
 	eng, err := readthrough.New(readthrough.Options{
 		Store:                store,
 		Upstream:             up,
@@ -216,11 +219,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		CacheTimeout:         cfg.RedisTimeout,
 		FillTimeout:          cfg.UpstreamTimeout + 2*cfg.RedisTimeout + time.Second,
 		Leases:               leases,
-		// A holder's fill is one upstream call and one store; a holder
-		// that died is taken over once that time is up.
-		LeaseTTL: cfg.UpstreamTimeout + 2*cfg.RedisTimeout,
-		Metrics:  m,
-		Logger:   log,
+		LeaseTTL:             leaseTTL,
+		Metrics:              m,
+		Logger:               log,
 	})
 	if err != nil {
 		return err
