@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/userproxy/userproxy/internal/breaker"
 )
 
 // FleetOptions configures a FleetBreaker. A zero field means the documented
@@ -32,12 +34,13 @@ type FleetOptions struct {
 // upstream). It is safe for concurrent use and holds no state of its own
 // besides its id: every answer comes from Redis.
 //
-// Key layout (both keys share one Cluster hash slot through the hash tag,
+// Key layout (the keys share one Cluster hash slot through the hash tag,
 // so Clear is one DEL; they are outside the "<prefix>:{<id>}:*" pattern
 // of user keys, so a purge of every user leaves them alone):
 //
-//	<prefix>:fleet:{breaker}:reports  sorted set: replica id → report expiry (Redis clock, Unix ms)
-//	<prefix>:fleet:{breaker}:probe    the probe lease: the holder's id, with a TTL
+//	<prefix>:fleet:{breaker}:reports   sorted set: replica id → report expiry (Redis clock, Unix ms)
+//	<prefix>:fleet:{breaker}:probe     the probe lease: the holder's id, with a TTL
+//	<prefix>:fleet:{breaker}:failures  hash: replica id → failed calls since the last success anywhere
 //
 // Expiries are read against Redis's clock (TIME inside the scripts), never
 // a replica's, so clock skew between replicas cannot stretch or shorten a
@@ -45,13 +48,14 @@ type FleetOptions struct {
 // Redis is down it fails at once with ErrUnavailable, and the replica
 // stays on its own breaker.
 type FleetBreaker struct {
-	store   *Redis
-	id      string
-	timeout time.Duration
-	reports string
-	probe   string
-	report  *redis.Script // reportScript
-	view    *redis.Script // viewScript
+	store    *Redis
+	id       string
+	timeout  time.Duration
+	reports  string
+	probe    string
+	failures string
+	report   *redis.Script // reportScript
+	view     *redis.Script // viewScript
 }
 
 // NewFleetBreaker returns the fleet record kept in store's Redis, under
@@ -65,13 +69,14 @@ func NewFleetBreaker(store *Redis, opts FleetOptions) *FleetBreaker {
 	}
 	base := store.prefix + ":fleet:{breaker}:"
 	return &FleetBreaker{
-		store:   store,
-		id:      opts.ID,
-		timeout: opts.Timeout,
-		reports: base + "reports",
-		probe:   base + "probe",
-		report:  redis.NewScript(reportScript),
-		view:    redis.NewScript(viewScript),
+		store:    store,
+		id:       opts.ID,
+		timeout:  opts.Timeout,
+		reports:  base + "reports",
+		probe:    base + "probe",
+		failures: base + "failures",
+		report:   redis.NewScript(reportScript),
+		view:     redis.NewScript(viewScript),
 	}
 }
 
@@ -105,19 +110,33 @@ end
 return 1
 `
 
-// viewScript returns how many replicas hold a live report, 1 if ARGV[1]
-// is one of them (else 0), and the probe lease's PTTL (negative when there
-// is none). KEYS[1] is the reports set, KEYS[2] the probe lease. Read-only.
+// viewScript reads the record; with ARGV[2] > 0 it first counts one failed
+// upstream call of replica ARGV[1], for a window of ARGV[2] ms. It returns
+// how many replicas hold a live report, 1 if ARGV[1] is one of them (else
+// 0), the probe lease's PTTL (negative when there is none), the failures
+// since the last success and how many replicas they came from. KEYS[1] is
+// the reports set, KEYS[2] the probe lease, KEYS[3] the failure counts (a
+// hash: replica id → failures).
 const viewScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+if window > 0 then
+  redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+  redis.call('PEXPIRE', KEYS[3], window)
+end
 local n = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 local own = 0
 local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if mine and tonumber(mine) > now then
   own = 1
 end
-return {n, own, redis.call('PTTL', KEYS[2])}
+local failures = 0
+local counts = redis.call('HVALS', KEYS[3])
+for i = 1, #counts do
+  failures = failures + tonumber(counts[i])
+end
+return {n, own, redis.call('PTTL', KEYS[2]), failures, #counts}
 `
 
 // Report announces that this replica's breaker found the upstream broken,
@@ -134,26 +153,61 @@ func (f *FleetBreaker) Report(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// View returns how many distinct replicas hold a live report, whether this
-// replica is one of them, and how long until the probe lease lapses (0 when
-// nobody holds it).
-func (f *FleetBreaker) View(ctx context.Context) (reports int, own bool, probeIn time.Duration, err error) {
-	err = f.do(ctx, func(ctx context.Context) error {
-		v, err := f.view.Run(ctx, f.store.client, []string{f.reports, f.probe}, f.id).Int64Slice()
+// View reads the record.
+func (f *FleetBreaker) View(ctx context.Context) (breaker.FleetView, error) {
+	v, err := f.look(ctx, 0)
+	if err != nil {
+		return v, fmt.Errorf("reading the fleet breaker record: %w", err)
+	}
+	return v, nil
+}
+
+// Fail counts one failed upstream call of this replica, for window (the
+// breaker's interval: counts older than that are forgotten), and reads the
+// record, all in one round trip.
+func (f *FleetBreaker) Fail(ctx context.Context, window time.Duration) (breaker.FleetView, error) {
+	v, err := f.look(ctx, max(window.Milliseconds(), 1))
+	if err != nil {
+		return v, fmt.Errorf("counting a failure in the fleet breaker record: %w", err)
+	}
+	return v, nil
+}
+
+// look runs viewScript; window 0 reads only.
+func (f *FleetBreaker) look(ctx context.Context, window int64) (breaker.FleetView, error) {
+	var view breaker.FleetView
+	err := f.do(ctx, func(ctx context.Context) error {
+		v, err := f.view.Run(ctx, f.store.client, []string{f.reports, f.probe, f.failures}, f.id, window).Int64Slice()
 		if err != nil {
 			return err
 		}
-		if len(v) != 3 {
+		if len(v) != 5 {
 			return fmt.Errorf("unexpected reply of %d values", len(v))
 		}
-		reports, own = int(v[0]), v[1] == 1
-		probeIn = time.Duration(max(v[2], 0)) * time.Millisecond
+		view = breaker.FleetView{
+			Reports:  int(v[0]),
+			Own:      v[1] == 1,
+			ProbeIn:  time.Duration(max(v[2], 0)) * time.Millisecond,
+			Failures: int(v[3]),
+			Failing:  int(v[4]),
+		}
 		return nil
 	})
 	if err != nil {
-		return 0, false, 0, fmt.Errorf("reading the fleet breaker record: %w", err)
+		return breaker.FleetView{}, err
 	}
-	return reports, own, probeIn, nil
+	return view, nil
+}
+
+// Reset forgets the fleet's failure counts: an upstream call succeeded.
+func (f *FleetBreaker) Reset(ctx context.Context) error {
+	err := f.do(ctx, func(ctx context.Context) error {
+		return f.store.client.Del(ctx, f.failures).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("resetting the fleet failure counts: %w", err)
+	}
+	return nil
 }
 
 // TryProbe takes the fleet's probe lease for lease (SET NX PX) and reports
@@ -175,11 +229,11 @@ func (f *FleetBreaker) TryProbe(ctx context.Context, lease time.Duration) (won b
 	return won, nil
 }
 
-// Clear drops every replica's report and the probe lease: a probe found the
-// upstream healthy.
+// Clear drops every replica's report, the probe lease and the failure
+// counts: a probe found the upstream healthy.
 func (f *FleetBreaker) Clear(ctx context.Context) error {
 	err := f.do(ctx, func(ctx context.Context) error {
-		return f.store.client.Del(ctx, f.reports, f.probe).Err()
+		return f.store.client.Del(ctx, f.reports, f.probe, f.failures).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("clearing the fleet breaker record: %w", err)

@@ -25,12 +25,12 @@ func fleetPair(t *testing.T, b backend) (a, c *FleetBreaker) {
 // held or not.
 func wantView(t *testing.T, f *FleetBreaker, reports int, own, held bool) {
 	t.Helper()
-	n, o, probeIn, err := f.View(t.Context())
+	v, err := f.View(t.Context())
 	if err != nil {
 		t.Fatalf("%s: View: %v", f.ID(), err)
 	}
-	if n != reports || o != own || (probeIn > 0) != held {
-		t.Fatalf("%s: View: got (%d, own %v, probe in %v), want (%d, own %v, held %v)", f.ID(), n, o, probeIn, reports, own, held)
+	if v.Reports != reports || v.Own != own || (v.ProbeIn > 0) != held {
+		t.Fatalf("%s: View: got %+v, want %d reports, own %v, probe held %v", f.ID(), v, reports, own, held)
 	}
 }
 
@@ -65,15 +65,34 @@ func TestFleetBreakerRecord(t *testing.T) {
 					t.Fatalf("%s: TryProbe: got (%v, %v), want (%v, nil)", step.f.ID(), won, err, step.want)
 				}
 			}
-			_, _, probeIn, _ := c.View(ctx)
-			if probeIn <= 50*time.Second || probeIn > time.Minute {
-				t.Errorf("probe lease left: got %v, want about a minute", probeIn)
+			if v, _ := c.View(ctx); v.ProbeIn <= 50*time.Second || v.ProbeIn > time.Minute {
+				t.Errorf("probe lease left: got %v, want about a minute", v.ProbeIn)
+			}
+
+			// Failures: counted per replica, reset by a success anywhere.
+			for _, f := range []*FleetBreaker{a, a, c} {
+				if _, err := f.Fail(ctx, time.Minute); err != nil {
+					t.Fatalf("Fail: %v", err)
+				}
+			}
+			if v, err := a.View(ctx); err != nil || v.Failures != 3 || v.Failing != 2 {
+				t.Fatalf("View after 3 failures of 2 replicas: got (%+v, %v), want 3 failures, 2 failing", v, err)
+			}
+			if err := c.Reset(ctx); err != nil {
+				t.Fatalf("Reset: %v", err)
+			}
+			v, err := a.Fail(ctx, time.Minute)
+			if err != nil || v.Failures != 1 || v.Failing != 1 || v.Reports != 2 {
+				t.Fatalf("Fail after Reset: got (%+v, %v), want 1 failure, 1 failing, the 2 reports kept", v, err)
 			}
 
 			if err := c.Clear(ctx); err != nil {
 				t.Fatalf("Clear: %v", err)
 			}
 			wantView(t, a, 0, false, false)
+			if v, _ := a.View(ctx); v.Failures != 0 {
+				t.Errorf("failures after Clear: got %d, want 0", v.Failures)
+			}
 			if won, err := c.TryProbe(ctx, time.Minute); err != nil || !won {
 				t.Fatalf("TryProbe after Clear: got (%v, %v), want (true, nil)", won, err)
 			}
@@ -120,8 +139,8 @@ func TestFleetBreakerReportsLapse(t *testing.T) {
 		}
 		wantView(t, c, 2, true, false)
 		testkit.Await(t, "a's report to lapse", func() bool {
-			n, _, _, err := c.View(t.Context())
-			return err == nil && n == 1
+			v, err := c.View(t.Context())
+			return err == nil && v.Reports == 1
 		})
 		if ttl := b.client.PTTL(t.Context(), a.reports).Val(); ttl < 50*time.Second {
 			t.Errorf("reports set TTL: got %v, want about a minute (the longest report)", ttl)
@@ -157,7 +176,7 @@ func TestFleetBreakerRedisPaused(t *testing.T) {
 	r := NewRedis(client, RedisOptions{Breaker: BreakerOptions{Failures: 3, OpenTimeout: time.Minute}})
 	const timeout = 100 * time.Millisecond
 	f := NewFleetBreaker(r, FleetOptions{Timeout: timeout})
-	if _, _, _, err := f.View(t.Context()); err != nil {
+	if _, err := f.View(t.Context()); err != nil {
 		t.Fatalf("View before the pause: %v", err) // the connection is made
 	}
 
@@ -167,7 +186,9 @@ func TestFleetBreakerRedisPaused(t *testing.T) {
 		name string
 		do   func(ctx context.Context) error
 	}{
-		{"View", func(ctx context.Context) error { _, _, _, err := f.View(ctx); return err }},
+		{"View", func(ctx context.Context) error { _, err := f.View(ctx); return err }},
+		{"Fail", func(ctx context.Context) error { _, err := f.Fail(ctx, time.Minute); return err }},
+		{"Reset", f.Reset},
 		{"TryProbe", func(ctx context.Context) error { _, err := f.TryProbe(ctx, time.Minute); return err }},
 		{"Report", func(ctx context.Context) error { return f.Report(ctx, time.Minute) }},
 		{"Clear", f.Clear},
@@ -188,9 +209,9 @@ func TestFleetBreakerRedisPaused(t *testing.T) {
 	}
 	t.Logf("slowest operation on a paused Redis: %v (timeout %v)", slowest, timeout)
 	if got := r.BreakerState(); got != BreakerOpen {
-		t.Fatalf("store breaker after 4 timeouts: got %s, want open", got)
+		t.Fatalf("store breaker after 3 timeouts: got %s, want open", got)
 	}
-	if _, _, _, err := f.View(t.Context()); !errors.Is(err, ErrUnavailable) {
+	if _, err := f.View(t.Context()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("View with the store's breaker open: got %v, want ErrUnavailable", err)
 	}
 }

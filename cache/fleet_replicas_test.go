@@ -86,100 +86,91 @@ func driveUntilRefused(t *testing.T, c *upstream.Client) int {
 }
 
 // TestFleetReplicasShareTheBreaker: three replicas on one Redis, the
-// upstream down. Driven one after another, one request at a time, the
-// fleet sends -breaker-failures + K failing calls at most, not three times
-// -breaker-failures; then every replica refuses at once. When the upstream
-// comes back, one probe goes out when the lease lapses, and every replica
-// closes.
+// upstream down, each replica driven one request at a time until it
+// refuses: one replica after another, or all at once. Either way the fleet
+// sends -breaker-failures + K failing calls at most, not three times
+// -breaker-failures, and then every replica refuses at once. When the
+// upstream comes back, one probe goes out when the lease lapses, and every
+// replica closes without another failing call.
 func TestFleetReplicasShareTheBreaker(t *testing.T) {
 	for _, be := range []struct {
 		name  string
 		start func(t *testing.T) backend
 	}{{"redis-server", func(t *testing.T) backend { return newRealRedis(t) }}, clusterBackend} {
-		t.Run(be.name, func(t *testing.T) {
-			const (
-				failures = 5
-				quorum   = 2
-				open     = 2 * time.Second
-			)
-			up := newFlakyUpstream(t)
-			up.down.Store(true)
-			replicas := fleetReplicas(t, be.start(t), up, 3, failures, quorum, open)
-
-			var sent []int
-			for _, c := range replicas {
-				sent = append(sent, driveUntilRefused(t, c))
-			}
-			total := int(up.failed.Load())
-			t.Logf("failing upstream calls, replica by replica: %v; total %d (bound %d + %d = %d; without the hint %d)",
-				sent, total, failures, quorum, failures+quorum, 3*failures)
-			if total > failures+quorum {
-				t.Errorf("failing upstream calls across the fleet: got %d, want at most %d", total, failures+quorum)
-			}
-			for i, c := range replicas {
-				for range 3 {
-					if _, err := c.Fetch(t.Context(), "1", upstream.Credentials{}); !errors.Is(err, upstream.ErrBreakerOpen) {
-						t.Fatalf("replica %d once the fleet is open: got %v, want ErrBreakerOpen", i+1, err)
-					}
-				}
-			}
-			if got := int(up.failed.Load()); got != total {
-				t.Errorf("failing upstream calls after every replica refused: got %d, want still %d", got, total)
-			}
-
-			// Recovery: each replica keeps asking, one request at a time.
-			up.down.Store(false)
-			recovered := time.Now()
-			var wg sync.WaitGroup
-			for i, c := range replicas {
-				wg.Go(func() {
-					testkit.WaitFor(t, 3*open, fmt.Sprintf("replica %d to answer again", i+1), func() bool {
-						resp, err := c.Fetch(t.Context(), "1", upstream.Credentials{})
-						if err == nil && resp.Status == http.StatusOK {
-							return true
-						}
-						time.Sleep(20 * time.Millisecond) // a client's pace, not a spin
-						return false
-					})
-				})
-			}
-			wg.Wait()
-			t.Logf("after recovery: all 3 replicas answering %v after the upstream came back; %d failing calls in all, %d successful",
-				time.Since(recovered).Round(time.Millisecond), up.failed.Load(), up.served.Load())
-			if got := int(up.failed.Load()); got != total {
-				t.Errorf("failing upstream calls after recovery: got %d, want still %d", got, total)
-			}
-			for i, c := range replicas {
-				if got := c.State(); got != upstream.BreakerClosed {
-					t.Errorf("replica %d breaker: got %s, want closed", i+1, got)
-				}
-			}
-		})
+		for _, atOnce := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/at-once=%v", be.name, atOnce), func(t *testing.T) {
+				testFleetReplicas(t, be.start(t), atOnce)
+			})
+		}
 	}
 }
 
-// TestFleetReplicasInterleaved measures the same outage with the three
-// replicas driven at once, each one request at a time: the hint spreads by
-// reports of open breakers, so replicas that fail in step each reach
-// -breaker-failures before any report exists. Logged, not asserted: the
-// bound of TestFleetReplicasShareTheBreaker needs the failures to come to
-// the replicas one after another.
-func TestFleetReplicasInterleaved(t *testing.T) {
+func testFleetReplicas(t *testing.T, b backend, atOnce bool) {
 	const (
 		failures = 5
 		quorum   = 2
+		open     = 2 * time.Second
 	)
 	up := newFlakyUpstream(t)
 	up.down.Store(true)
-	replicas := fleetReplicas(t, newRealRedis(t), up, 3, failures, quorum, 10*time.Second)
+	replicas := fleetReplicas(t, b, up, 3, failures, quorum, open)
+
 	sent := make([]int, len(replicas))
+	if atOnce {
+		var wg sync.WaitGroup
+		for i, c := range replicas {
+			wg.Go(func() { sent[i] = driveUntilRefused(t, c) })
+		}
+		wg.Wait()
+	} else {
+		for i, c := range replicas {
+			sent[i] = driveUntilRefused(t, c)
+		}
+	}
+	total := int(up.failed.Load())
+	t.Logf("failing upstream calls per replica %v, total %d (bound %d + %d = %d; without the hint %d)",
+		sent, total, failures, quorum, failures+quorum, 3*failures)
+	if total > failures+quorum {
+		t.Errorf("failing upstream calls across the fleet: got %d, want at most %d", total, failures+quorum)
+	}
+	for i, c := range replicas {
+		for range 3 {
+			if _, err := c.Fetch(t.Context(), "1", upstream.Credentials{}); !errors.Is(err, upstream.ErrBreakerOpen) {
+				t.Fatalf("replica %d once the fleet is open: got %v, want ErrBreakerOpen", i+1, err)
+			}
+		}
+	}
+	if got := int(up.failed.Load()); got != total {
+		t.Errorf("failing upstream calls after every replica refused: got %d, want still %d", got, total)
+	}
+
+	// Recovery: each replica keeps asking, one request at a time.
+	up.down.Store(false)
+	recovered := time.Now()
 	var wg sync.WaitGroup
 	for i, c := range replicas {
-		wg.Go(func() { sent[i] = driveUntilRefused(t, c) })
+		wg.Go(func() {
+			testkit.WaitFor(t, 3*open, fmt.Sprintf("replica %d to answer again", i+1), func() bool {
+				resp, err := c.Fetch(t.Context(), "1", upstream.Credentials{})
+				if err == nil && resp.Status == http.StatusOK {
+					return true
+				}
+				time.Sleep(20 * time.Millisecond) // a client's pace, not a spin
+				return false
+			})
+		})
 	}
 	wg.Wait()
-	t.Logf("driven at once: failing upstream calls per replica %v, total %d (bound for staggered failures %d; without the hint %d)",
-		sent, up.failed.Load(), failures+quorum, 3*failures)
+	t.Logf("after recovery: all 3 replicas answering %v after the upstream came back; %d failing calls in all, %d successful",
+		time.Since(recovered).Round(time.Millisecond), up.failed.Load(), up.served.Load())
+	if got := int(up.failed.Load()); got != total {
+		t.Errorf("failing upstream calls after recovery: got %d, want still %d", got, total)
+	}
+	for i, c := range replicas {
+		if got := c.State(); got != upstream.BreakerClosed {
+			t.Errorf("replica %d breaker: got %s, want closed", i+1, got)
+		}
+	}
 }
 
 // TestFleetReplicasRedisPaused: with the hint in force and Redis then

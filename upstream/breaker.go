@@ -94,8 +94,8 @@ const (
 
 // newBreaker builds the gobreaker for b, recording openings in clock and
 // forwarding transitions to onChange (may be nil). With a fleet hint (may
-// be nil), a failure trips the breaker at once while another replica
-// reports the upstream broken, and an opening is marked for reporting.
+// be nil), a failure trips the breaker at once when the fleet has seen
+// enough failures in a row, and an opening is marked for reporting.
 func newBreaker(b BreakerOptions, clock *openClock, fleet *fleetHint, onChange func(from, to BreakerState)) *gobreaker.CircuitBreaker[*Response] {
 	trip := b.ConsecutiveFailures
 	return gobreaker.NewCircuitBreaker[*Response](gobreaker.Settings{
@@ -103,9 +103,9 @@ func newBreaker(b BreakerOptions, clock *openClock, fleet *fleetHint, onChange f
 		MaxRequests: b.HalfOpenRequests,
 		Interval:    b.Interval,
 		Timeout:     b.OpenTimeout,
-		// Runs under the breaker's lock: others reads local state only.
+		// Runs under the breaker's lock: tripNow reads local state only.
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= trip || (fleet != nil && fleet.others() > 0)
+			return c.ConsecutiveFailures >= trip || (fleet != nil && fleet.tripNow())
 		},
 		// Runs under the breaker's lock; see Options.OnStateChange.
 		OnStateChange: func(_ string, from, to gobreaker.State) {

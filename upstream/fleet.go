@@ -8,30 +8,40 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/userproxy/userproxy/internal/breaker"
 )
 
 // The fleet-wide breaker hint: replicas sharing a Redis tell each other
-// when their breakers open, so that an upstream outage costs the fleet
+// what their breakers see, so that an upstream outage costs the fleet
 // about -breaker-failures failing calls and one probe per open period,
 // not that many per replica. Each replica's gobreaker stays the authority
 // for itself; the hint only makes a replica more careful:
 //
+//   - every failed call is counted in the record (one round trip, on the
+//     failure path only), and a success anywhere resets the count (a
+//     second round trip, only while the count is not zero);
+//   - a failure trips this replica's breaker at once when the fleet has
+//     seen -breaker-failures failures in a row from at least Quorum
+//     replicas (ReadyToTrip consults the count the failure just read):
+//     replicas failing in step trip together, as one breaker would, while
+//     one replica with a broken network path, whose count the others'
+//     successes keep resetting, cannot trip them;
 //   - a replica whose breaker opens reports it, for the open period plus
 //     one upstream timeout (the time its half-open probe may take);
-//   - while another replica has a live report, a failure trips this
-//     replica's breaker at once (ReadyToTrip consults the hint);
 //   - while at least Quorum other replicas have live reports, a replica
 //     whose own breaker is closed treats the upstream as open: Fetch fails
 //     with ErrFleetOpen (so ErrBreakerOpen: stale answers or 503), except
 //     for the one call that takes the fleet's probe lease;
 //   - a half-open breaker's trial call must take the same lease, so the
 //     fleet sends one probe per open period, not one per reporter;
-//   - a probe that succeeds clears every report and the lease; one that
-//     fails trips the prober's breaker, which reports again.
+//   - a probe that succeeds clears every report, the lease and the
+//     count; one that fails trips the prober's breaker (even one that was
+//     closed), which reports again.
 //
-// Redis down or slow: View, TryProbe and Report fail (within the Redis
-// timeout) and the replica is on its own breaker, exactly as without the
-// hint.
+// Redis down or slow: every operation on the record fails (within the
+// Redis timeout), the view is emptied, and the replica is on its own
+// breaker, exactly as without the hint.
 
 // DefaultFleetQuorum is Options.FleetQuorum's default: two replicas must
 // agree, so that a lone replica with a broken network path cannot stop the
@@ -45,23 +55,32 @@ const DefaultFleetQuorum = 2
 // replica holds the fleet's probe lease.
 var ErrFleetOpen = errors.New("upstream reported broken by the fleet")
 
-// FleetBreaker is the record, shared by every replica, of which replicas
-// found the upstream broken (package cache keeps it in Redis). Its four
-// methods are the four things the hint does to the record; none of them
+// FleetView is a reading of the fleet's record (see FleetBreaker).
+type FleetView = breaker.FleetView
+
+// FleetBreaker is the record, shared by every replica, of what their
+// breakers found (package cache keeps it in Redis). None of its methods
 // may block past the Redis timeout, and an error means "Redis is not
-// answering": the replica then acts on its own.
+// answering": the replica then acts on its own. Six methods, against the
+// house habit of one to three: they are the six things the hint does to
+// one record, and splitting them would only spread one record over
+// several values that must share a client and a replica id.
 type FleetBreaker interface {
+	// View reads the record.
+	View(ctx context.Context) (FleetView, error)
+	// Fail counts one failed call of this replica, remembered for window,
+	// and reads the record.
+	Fail(ctx context.Context, window time.Duration) (FleetView, error)
+	// Reset forgets the failure counts: a call succeeded.
+	Reset(ctx context.Context) error
 	// Report announces that this replica's breaker is open, for ttl; it
 	// replaces this replica's previous report.
 	Report(ctx context.Context, ttl time.Duration) error
-	// View returns how many distinct replicas hold a live report, whether
-	// this replica is one of them, and how long until the probe lease
-	// lapses (0 when free).
-	View(ctx context.Context) (reports int, own bool, probeIn time.Duration, err error)
 	// TryProbe takes the fleet's probe lease for lease if nobody holds it
 	// (SET NX PX), and reports whether it did.
 	TryProbe(ctx context.Context, lease time.Duration) (bool, error)
-	// Clear drops every report and the probe lease.
+	// Clear drops every report, the probe lease and the failure counts: a
+	// probe found the upstream healthy.
 	Clear(ctx context.Context) error
 }
 
@@ -70,6 +89,8 @@ type FleetBreaker interface {
 type fleetHint struct {
 	fb        FleetBreaker
 	quorum    int
+	trip      int           // failures in a row that trip a breaker
+	window    time.Duration // failure counts live this long: the breaker's interval
 	lease     time.Duration // the probe lease: one open period
 	probeTime time.Duration // a report outlives the open period by this: the upstream timeout
 	every     time.Duration // how often RunFleet reads the record
@@ -81,10 +102,8 @@ type fleetHint struct {
 	reportDue atomic.Bool
 
 	mu      sync.Mutex // protects the fields below; orders onChange calls
-	reports int        // distinct replicas with a live report
-	own     bool       // one of them is this replica
-	probeAt time.Time  // when the probe lease lapses, as last seen
-	seenAt  time.Time  // when the view was read; zero: never
+	view    FleetView  // as last read; ProbeIn counts from seenAt
+	seenAt  time.Time  // when view was read; zero: never
 	probing int        // this replica's probes in flight
 	shown   fleetShown // last passed to onChange
 }
@@ -103,6 +122,8 @@ func newFleetHint(o Options) *fleetHint {
 	return &fleetHint{
 		fb:        o.Fleet,
 		quorum:    o.FleetQuorum,
+		trip:      int(o.Breaker.ConsecutiveFailures),
+		window:    o.Breaker.Interval,
 		lease:     o.Breaker.OpenTimeout,
 		probeTime: o.Timeout,
 		every:     every,
@@ -111,29 +132,43 @@ func newFleetHint(o Options) *fleetHint {
 	}
 }
 
-// others returns how many other replicas have a live report, 0 when the
-// view is stale (Redis not answering: on our own). It runs under
-// gobreaker's lock (ReadyToTrip), so it must not do I/O.
-func (h *fleetHint) others() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.othersLocked(time.Now())
+// freshLocked returns the view, or the zero view when it is too old to
+// trust (Redis not answering: on our own).
+func (h *fleetHint) freshLocked(now time.Time) FleetView {
+	if h.seenAt.IsZero() || now.Sub(h.seenAt) > h.staleness {
+		return FleetView{}
+	}
+	return h.view
 }
 
+// othersLocked returns how many other replicas have a live report.
 func (h *fleetHint) othersLocked(now time.Time) int {
-	if h.seenAt.IsZero() || now.Sub(h.seenAt) > h.staleness {
-		return 0
+	v := h.freshLocked(now)
+	if v.Own {
+		return v.Reports - 1
 	}
-	n := h.reports
-	if h.own {
-		n--
-	}
-	return n
+	return v.Reports
 }
 
 // inForce reports whether at least quorum other replicas have reported the
 // upstream broken.
-func (h *fleetHint) inForce() bool { return h.others() >= h.quorum }
+func (h *fleetHint) inForce() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.othersLocked(time.Now()) >= h.quorum
+}
+
+// tripNow reports whether a failure must trip this replica's breaker at
+// once: the fleet has seen enough failures in a row, from enough
+// replicas, or the failure is this replica's probe for the fleet (which
+// fails as a half-open trial call does). It runs under gobreaker's lock
+// (ReadyToTrip), so it must not do I/O.
+func (h *fleetHint) tripNow() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := h.freshLocked(time.Now())
+	return h.probing > 0 || (v.Failures >= h.trip && v.Failing >= h.quorum)
+}
 
 // probeWait returns how long until the probe lease lapses, as last seen;
 // 0 when it is free (or the view is stale).
@@ -141,26 +176,50 @@ func (h *fleetHint) probeWait() time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
-	if h.seenAt.IsZero() || now.Sub(h.seenAt) > h.staleness {
+	if h.freshLocked(now).ProbeIn == 0 {
 		return 0
 	}
-	return max(h.probeAt.Sub(now), 0)
+	return max(h.seenAt.Add(h.view.ProbeIn).Sub(now), 0)
 }
 
-// refresh reads the record. A Redis error empties the view (on our own);
-// a caller's cancellation leaves it as it was.
+// refresh reads the record.
 func (h *fleetHint) refresh(ctx context.Context) {
-	reports, own, probeIn, err := h.fb.View(ctx)
+	v, err := h.fb.View(ctx)
+	h.store(ctx, v, err)
+}
+
+// failed counts a failed call in the record and reads it.
+func (h *fleetHint) failed(ctx context.Context) {
+	v, err := h.fb.Fail(ctx, h.window)
+	h.store(ctx, v, err)
+}
+
+// succeeded resets the fleet's failure counts if the view shows any.
+func (h *fleetHint) succeeded(ctx context.Context) {
+	h.mu.Lock()
+	counted := h.freshLocked(time.Now()).Failures > 0
+	h.mu.Unlock()
+	if !counted || h.fb.Reset(ctx) != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.view.Failures, h.view.Failing = 0, 0
+}
+
+// store keeps a view just read. A Redis error empties it (on our own); a
+// caller's cancellation leaves it as it was.
+func (h *fleetHint) store(ctx context.Context, v FleetView, err error) {
 	if err != nil && ctx.Err() != nil {
 		return
+	}
+	if err != nil {
+		v = FleetView{}
 	}
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err != nil {
-		reports, own, probeIn = 0, false, 0
-	}
-	h.reports, h.own, h.probeAt, h.seenAt = reports, own, now.Add(probeIn), now
+	h.view, h.seenAt = v, now
 	h.notifyLocked(now)
 }
 
@@ -177,7 +236,7 @@ func (h *fleetHint) probe(delta int) {
 func (h *fleetHint) cleared() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.reports, h.own, h.probeAt = 0, false, time.Time{}
+	h.view = FleetView{}
 	h.notifyLocked(time.Now())
 }
 
@@ -186,10 +245,7 @@ func (h *fleetHint) notifyLocked(now time.Time) {
 	if h.onChange == nil {
 		return
 	}
-	s := fleetShown{reports: h.reports, state: BreakerClosed}
-	if h.seenAt.IsZero() || now.Sub(h.seenAt) > h.staleness {
-		s.reports = 0
-	}
+	s := fleetShown{reports: h.freshLocked(now).Reports, state: BreakerClosed}
 	switch {
 	case h.probing > 0:
 		s.state = BreakerHalfOpen
@@ -218,11 +274,14 @@ func (c *Client) execute(ctx context.Context, call func() (*Response, error)) (*
 	}
 	resp, err := c.cb.Execute(func() (*Response, error) {
 		resp, err := call()
-		if err != nil && !isExcluded(err) {
-			// Read the record before gobreaker counts this failure, so
-			// that ReadyToTrip sees reports made since the last poll: a
-			// failure path only, one Redis round trip.
-			h.refresh(ctx)
+		switch {
+		case err == nil:
+			h.succeeded(ctx)
+		case !isExcluded(err):
+			// Count the failure fleet-wide before gobreaker counts it
+			// here, so that ReadyToTrip sees the fleet's count as of
+			// now, not as of the last poll.
+			h.failed(ctx)
 		}
 		return resp, err
 	})

@@ -19,12 +19,31 @@ type fakeFleet struct {
 	reports    map[string]time.Time // replica id → report expiry
 	prober     string               // probe lease holder; "" when free
 	probeUntil time.Time
+	failures   map[string]int // replica id → failed calls since the last success
 	err        error          // returned by every call while non-nil
 	calls      map[string]int // method → calls
 }
 
 func newFakeFleet() *fakeFleet {
-	return &fakeFleet{reports: map[string]time.Time{}, calls: map[string]int{}}
+	return &fakeFleet{reports: map[string]time.Time{}, failures: map[string]int{}, calls: map[string]int{}}
+}
+
+// fail counts n failures of id, as another replica would.
+func (f *fakeFleet) fail(id string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures[id] += n
+}
+
+// failuresNow returns the fleet's failure count.
+func (f *fakeFleet) failuresNow() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.failures {
+		n += c
+	}
+	return n
 }
 
 // member is replica id's handle on the record.
@@ -95,21 +114,50 @@ func (m fleetMember) Report(_ context.Context, ttl time.Duration) error {
 	return nil
 }
 
-func (m fleetMember) View(context.Context) (int, bool, time.Duration, error) {
+func (m fleetMember) View(context.Context) (FleetView, error) {
 	unlock, err := m.enter("View")
 	if err != nil {
-		return 0, false, 0, err
+		return FleetView{}, err
 	}
 	defer unlock()
+	return m.viewLocked(), nil
+}
+
+func (m fleetMember) Fail(_ context.Context, window time.Duration) (FleetView, error) {
+	unlock, err := m.enter("Fail")
+	if err != nil {
+		return FleetView{}, err
+	}
+	defer unlock()
+	m.f.failures[m.id]++
+	return m.viewLocked(), nil
+}
+
+func (m fleetMember) viewLocked() FleetView {
 	now := time.Now()
-	n, own := 0, false
+	var v FleetView
 	for id, until := range m.f.reports {
 		if until.After(now) {
-			n++
-			own = own || id == m.id
+			v.Reports++
+			v.Own = v.Own || id == m.id
 		}
 	}
-	return n, own, max(m.f.probeUntil.Sub(now), 0), nil
+	v.ProbeIn = max(m.f.probeUntil.Sub(now), 0)
+	for _, n := range m.f.failures {
+		v.Failures += n
+		v.Failing++
+	}
+	return v
+}
+
+func (m fleetMember) Reset(context.Context) error {
+	unlock, err := m.enter("Reset")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	clear(m.f.failures)
+	return nil
 }
 
 func (m fleetMember) TryProbe(_ context.Context, lease time.Duration) (bool, error) {
@@ -133,6 +181,7 @@ func (m fleetMember) Clear(context.Context) error {
 	}
 	defer unlock()
 	clear(m.f.reports)
+	clear(m.f.failures)
 	m.f.prober, m.f.probeUntil = "", time.Time{}
 	return nil
 }
@@ -195,32 +244,61 @@ func TestFleetLoneReportDoesNotStopTheReplica(t *testing.T) {
 	}
 }
 
-func TestFleetReportTripsOnFirstFailure(t *testing.T) {
+// TestFleetFailuresTripEarly: once the fleet has seen -breaker-failures
+// failures in a row from Quorum replicas, a replica's first failure trips
+// its breaker, which reports.
+func TestFleetFailuresTripEarly(t *testing.T) {
 	fake := newFake(t)
 	fake.SetFault(upstreamtest.FaultServerError)
 	fleet := newFakeFleet()
-	fleet.report("a", time.Minute)
-	// The first failure is read against the record as it is then, not as
-	// the last poll saw it: this view predates a's report.
-	fleet.setErr(errors.New("redis down"))
 	c := fleetClient(t, fake, fleet, "me", BreakerOptions{ConsecutiveFailures: 5, OpenTimeout: time.Minute})
-	fleet.setErr(nil)
+	// Counted after the last poll: the failure reads the count as it is.
+	fleet.fail("a", 4)
 
 	resp, err := c.Fetch(t.Context(), "1", demo(t))
 	if err != nil || resp.Status != http.StatusInternalServerError {
 		t.Fatalf("Fetch: got (%v, %v), want the 500", resp, err)
 	}
 	if got := c.State(); got != BreakerOpen {
-		t.Fatalf("own breaker after 1 failure of 5 with another replica's report: got %s, want open", got)
+		t.Fatalf("own breaker after 1 failure of 5, the fleet's fifth, from 2 replicas: got %s, want open", got)
 	}
-	if got := fleet.live(); len(got) != 2 {
-		t.Errorf("live reports: got %q, want a's and me's", got)
+	if got := fleet.live(); len(got) != 1 || got[0] != "me" {
+		t.Errorf("live reports: got %q, want [me]", got)
 	}
 	if _, err := c.Fetch(t.Context(), "1", demo(t)); !errors.Is(err, ErrBreakerOpen) {
 		t.Errorf("Fetch after: got %v, want ErrBreakerOpen", err)
 	}
 	if got := fake.Requests(); got != 1 {
 		t.Errorf("upstream requests: got %d, want 1", got)
+	}
+}
+
+// TestFleetSuccessResetsFailures: one replica failing alone (a broken
+// network path) cannot lower the others' threshold: their successes reset
+// the fleet's count, and their own failures then count as usual.
+func TestFleetSuccessResetsFailures(t *testing.T) {
+	fake := newFake(t)
+	fleet := newFakeFleet()
+	fleet.fail("a", 50)
+	c := fleetClient(t, fake, fleet, "me", BreakerOptions{ConsecutiveFailures: 3, OpenTimeout: time.Minute})
+
+	if resp, err := c.Fetch(t.Context(), "1", demo(t)); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("Fetch: got (%v, %v), want 200", resp, err)
+	}
+	if got := fleet.failuresNow(); got != 0 {
+		t.Fatalf("fleet failures after a success: got %d, want 0", got)
+	}
+	if resp, err := c.Fetch(t.Context(), "1", demo(t)); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("Fetch: got (%v, %v), want 200", resp, err)
+	}
+	if got := fleet.count("Reset"); got != 1 {
+		t.Errorf("Reset calls: got %d, want 1 (none while the count is zero)", got)
+	}
+	fleet.fail("a", 1)
+	fake.SetFault(upstreamtest.FaultServerError)
+	c.Fetch(t.Context(), "1", demo(t))
+	if got := c.State(); got != BreakerClosed {
+		t.Errorf("own breaker after 1 failure of 3 (the fleet's second): got %s, want closed", got)
 	}
 }
 
@@ -240,6 +318,9 @@ func TestFleetWithoutReportsNeedsEveryFailure(t *testing.T) {
 	}
 	if got := fleet.live(); len(got) != 1 || got[0] != "me" {
 		t.Errorf("live reports: got %q, want [me]", got)
+	}
+	if got := fleet.failuresNow(); got != 3 {
+		t.Errorf("fleet failures: got %d, want 3", got)
 	}
 }
 
