@@ -240,18 +240,23 @@ func (h *fleetHint) cleared() {
 	h.notifyLocked(time.Now())
 }
 
+// stateLocked is FleetState.
+func (h *fleetHint) stateLocked(now time.Time) BreakerState {
+	switch {
+	case h.probing > 0:
+		return BreakerHalfOpen
+	case h.othersLocked(now) >= h.quorum:
+		return BreakerOpen
+	}
+	return BreakerClosed
+}
+
 // notifyLocked passes the view to onChange if what it shows changed.
 func (h *fleetHint) notifyLocked(now time.Time) {
 	if h.onChange == nil {
 		return
 	}
-	s := fleetShown{reports: h.freshLocked(now).Reports, state: BreakerClosed}
-	switch {
-	case h.probing > 0:
-		s.state = BreakerHalfOpen
-	case h.othersLocked(now) >= h.quorum:
-		s.state = BreakerOpen
-	}
+	s := fleetShown{reports: h.freshLocked(now).Reports, state: h.stateLocked(now)}
 	if s != h.shown {
 		h.shown = s
 		h.onChange(s.reports, s.state)
@@ -275,9 +280,9 @@ func (c *Client) execute(ctx context.Context, call func() (*Response, error)) (*
 	resp, err := c.cb.Execute(func() (*Response, error) {
 		resp, err := call()
 		switch {
-		case err == nil:
+		case err == nil && !probe: // a probe's success clears everything below
 			h.succeeded(ctx)
-		case !isExcluded(err):
+		case err != nil && !isExcluded(err):
 			// Count the failure fleet-wide before gobreaker counts it
 			// here, so that ReadyToTrip sees the fleet's count as of
 			// now, not as of the last poll.
@@ -381,11 +386,5 @@ func (c *Client) FleetState() BreakerState {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case h.probing > 0:
-		return BreakerHalfOpen
-	case h.othersLocked(time.Now()) >= h.quorum:
-		return BreakerOpen
-	}
-	return BreakerClosed
+	return h.stateLocked(time.Now())
 }
