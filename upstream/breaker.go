@@ -93,21 +93,27 @@ const (
 )
 
 // newBreaker builds the gobreaker for b, recording openings in clock and
-// forwarding transitions to onChange (may be nil).
-func newBreaker(b BreakerOptions, clock *openClock, onChange func(from, to BreakerState)) *gobreaker.CircuitBreaker[*Response] {
+// forwarding transitions to onChange (may be nil). With a fleet hint (may
+// be nil), a failure trips the breaker at once when the fleet has seen
+// enough failures in a row, and an opening is marked for reporting.
+func newBreaker(b BreakerOptions, clock *openClock, fleet *fleetHint, onChange func(from, to BreakerState)) *gobreaker.CircuitBreaker[*Response] {
 	trip := b.ConsecutiveFailures
 	return gobreaker.NewCircuitBreaker[*Response](gobreaker.Settings{
 		Name:        breakerName,
 		MaxRequests: b.HalfOpenRequests,
 		Interval:    b.Interval,
 		Timeout:     b.OpenTimeout,
+		// Runs under the breaker's lock: tripNow reads local state only.
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= trip
+			return c.ConsecutiveFailures >= trip || (fleet != nil && fleet.tripNow())
 		},
 		// Runs under the breaker's lock; see Options.OnStateChange.
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				clock.set(time.Now())
+				if fleet != nil {
+					fleet.reportDue.Store(true) // no I/O here: execute or RunFleet reports
+				}
 			}
 			if onChange != nil {
 				onChange(breaker.From(from), breaker.From(to))
@@ -125,17 +131,25 @@ func (c *Client) State() BreakerState {
 }
 
 // RetryAfter returns how long a rejected caller should wait before trying
-// again, for a Retry-After header: 0 when the breaker is closed; while open,
-// the time left until it goes half-open, rounded up to whole seconds and at
-// least 1s; 1s while half-open (a probe is in flight and decides shortly).
+// again, for a Retry-After header: 0 when the breaker is closed and the
+// fleet's hint is not in force; while open, the time left until it goes
+// half-open; while half-open or under the fleet's hint, the time left on
+// the fleet's probe lease as last seen. Always rounded up to whole seconds
+// and at least 1s (a probe in flight decides shortly).
 func (c *Client) RetryAfter() time.Duration {
 	// State first: it may take the breaker's lock and run OnStateChange,
 	// which takes the clock's lock; never hold both here.
 	switch c.cb.State() {
 	case gobreaker.StateClosed:
-		return 0
+		if c.fleet == nil || !c.fleet.inForce() {
+			return 0
+		}
+		return ceilSecond(c.fleet.probeWait())
 	case gobreaker.StateHalfOpen:
-		return time.Second
+		if c.fleet == nil {
+			return time.Second
+		}
+		return ceilSecond(c.fleet.probeWait())
 	}
 	left := time.Until(c.openClock.get().Add(c.openTimeout))
 	return ceilSecond(left)

@@ -44,6 +44,7 @@ type Client struct {
 	openTimeout time.Duration
 	cb          *gobreaker.CircuitBreaker[*Response]
 	openClock   openClock
+	fleet       *fleetHint // nil: no fleet hint
 }
 
 // New validates opts, fills defaults and returns a Client. It fails on a
@@ -87,7 +88,8 @@ func New(opts Options) (*Client, error) {
 		cred := *opts.Inject
 		c.inject = &cred
 	}
-	c.cb = newBreaker(opts.Breaker, &c.openClock, opts.OnStateChange)
+	c.fleet = newFleetHint(opts)
+	c.cb = newBreaker(opts.Breaker, &c.openClock, c.fleet, opts.OnStateChange)
 	return c, nil
 }
 
@@ -98,7 +100,8 @@ func New(opts Options) (*Client, error) {
 // For any complete HTTP answer it returns the Response and a nil error,
 // 5xx and 429 included (those still count as breaker failures). Otherwise
 // resp is nil and err wraps the cause: ErrBreakerOpen when the breaker
-// rejected the call (nothing was sent), ErrTimeout, ErrBodyTooLarge,
+// or the fleet's hint (then with ErrFleetOpen) rejected the call (nothing
+// was sent), ErrTimeout, ErrBodyTooLarge,
 // context.Canceled when ctx was canceled (not counted by the breaker), or a
 // transport error. Errors name the id, never credentials or URLs.
 func (c *Client) Fetch(ctx context.Context, id string, cred Credentials) (*Response, error) {
@@ -127,7 +130,7 @@ func (c *Client) Fetch(ctx context.Context, id string, cred Credentials) (*Respo
 		req.SetBasicAuth(cred.Username, cred.Password)
 	}
 
-	resp, err := c.cb.Execute(func() (*Response, error) {
+	resp, err := c.execute(ctx, func() (*Response, error) {
 		return c.do(ctx, req, id)
 	})
 	switch {
@@ -135,7 +138,7 @@ func (c *Client) Fetch(ctx context.Context, id string, cred Credentials) (*Respo
 		return resp, nil
 	case errors.Is(err, errFailureStatus):
 		return resp, nil
-	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests), errors.Is(err, ErrFleetOpen):
 		return nil, fmt.Errorf("fetching user %s: %w: %w", id, ErrBreakerOpen, err)
 	}
 	return nil, err

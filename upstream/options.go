@@ -89,6 +89,27 @@ type Options struct {
 	// caller's goroutine and should be fast.
 	Observe func(status int, err error, elapsed time.Duration)
 
+	// Fleet, if non-nil, shares what the breaker finds with the other
+	// replicas through a record they all read (see FleetBreaker and
+	// fleet.go), so that an outage costs the fleet about one replica's
+	// failures and one probe per open period. Run RunFleet to keep this
+	// replica's view of it current. Nil: this replica's breaker alone.
+	Fleet FleetBreaker
+
+	// FleetQuorum is how many other replicas must report the upstream
+	// broken before this one treats it as broken with its own breaker
+	// closed. Zero means DefaultFleetQuorum. Unused without Fleet.
+	FleetQuorum int
+
+	// OnFleetChange, if non-nil, is called when what the fleet's hint shows
+	// changes: reports is how many distinct replicas (this one included)
+	// have a live report, as last read; state is BreakerOpen while the hint
+	// is in force, BreakerHalfOpen while this replica's probe for the fleet
+	// is in flight, else BreakerClosed. It runs under the hint's lock, so
+	// calls arrive in order: it must be fast and must not call any Client
+	// method. Nil means no callback.
+	OnFleetChange func(reports int, state BreakerState)
+
 	// OnStateChange, if non-nil, is called on every breaker transition. It
 	// runs while the breaker holds its lock: it must be fast and must not call
 	// any Client method (that would deadlock). Nil means no callback.
@@ -127,6 +148,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Breaker.OpenTimeout < 0 {
 		return o, fmt.Errorf("breaker open timeout %v must not be negative", o.Breaker.OpenTimeout)
 	}
+	if o.FleetQuorum < 0 {
+		return o, fmt.Errorf("fleet quorum %d must not be negative", o.FleetQuorum)
+	}
 	if o.Inject != nil && o.Inject.Username == "" {
 		return o, errors.New("injected credentials need a username")
 	}
@@ -151,6 +175,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if b.HalfOpenRequests == 0 {
 		b.HalfOpenRequests = DefaultHalfOpenRequests
+	}
+	if o.FleetQuorum == 0 {
+		o.FleetQuorum = DefaultFleetQuorum
 	}
 	return o, nil
 }

@@ -58,6 +58,7 @@ type Config struct {
 	BreakerOpenTimeout time.Duration
 	BreakerInterval    time.Duration
 	BreakerHalfOpen    uint
+	BreakerFleetQuorum int
 
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -190,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BreakerHalfOpen < 1 {
 		return errors.New("-breaker-half-open-requests: must be at least 1")
+	}
+	if c.BreakerFleetQuorum < 0 {
+		return fmt.Errorf("-breaker-fleet-quorum: must be 0 (off) or a number of replicas, got %d", c.BreakerFleetQuorum)
 	}
 	if c.MaxBodyBytes <= 0 || c.MaxBodyBytes > 64<<20 {
 		return fmt.Errorf("-max-body-bytes: must be between 1 and %d, got %d", 64<<20, c.MaxBodyBytes)

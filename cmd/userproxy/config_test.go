@@ -63,6 +63,8 @@ func TestInvalidConfigExits2WithOneLine(t *testing.T) {
 		{"bad id pattern", append(base, "-id-pattern", "(["), nil, "-id-pattern"},
 		{"body too big", append(base, "-max-body-bytes", "1000000000"), nil, "-max-body-bytes"},
 		{"zero breaker failures", append(base, "-breaker-failures", "0"), nil, "-breaker-failures"},
+		{"negative fleet quorum", append(base, "-breaker-fleet-quorum", "-1"), nil, "-breaker-fleet-quorum"},
+		{"bad env fleet quorum", base, []string{"USERPROXY_BREAKER_FLEET_QUORUM", "two"}, "USERPROXY_BREAKER_FLEET_QUORUM"},
 		{"memory limit below -1", append(base, "-memory-limit", "-2"), nil, "-memory-limit"},
 		{"negative gc percent", append(base, "-gc-percent", "-1"), nil, "-gc-percent"},
 		{"negative gomaxprocs", append(base, "-gomaxprocs", "-2"), nil, "-gomaxprocs"},
@@ -118,7 +120,8 @@ func TestEnvTwinsAndFiles(t *testing.T) {
 		[]string{"-cache-ttl", "30s"},
 		env("USERPROXY_CACHE_TTL", "5s", "USERPROXY_NEGATIVE_TTL", "2s",
 			"USERPROXY_UPSTREAM_URL", "https://acme.td.commpeak.com",
-			"USERPROXY_KEY_SECRET_FILE", secretFile, "USERPROXY_PASSTHROUGH", "false"),
+			"USERPROXY_KEY_SECRET_FILE", secretFile, "USERPROXY_PASSTHROUGH", "false",
+			"USERPROXY_BREAKER_FLEET_QUORUM", "0"),
 	)
 	if err != nil {
 		t.Fatalf("parseConfig: %v", err)
@@ -137,6 +140,9 @@ func TestEnvTwinsAndFiles(t *testing.T) {
 	}
 	if c.Passthrough {
 		t.Error("-passthrough: got true, want false from USERPROXY_PASSTHROUGH")
+	}
+	if c.BreakerFleetQuorum != 0 {
+		t.Errorf("-breaker-fleet-quorum: got %d, want 0 (off) from USERPROXY_BREAKER_FLEET_QUORUM", c.BreakerFleetQuorum)
 	}
 }
 
@@ -161,6 +167,9 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 	}
 	if c.MaxBodyBytes != 1<<20 {
 		t.Errorf("-max-body-bytes default: got %d, want 1 MiB", c.MaxBodyBytes)
+	}
+	if c.BreakerFleetQuorum != 2 {
+		t.Errorf("-breaker-fleet-quorum default: got %d, want 2", c.BreakerFleetQuorum)
 	}
 }
 

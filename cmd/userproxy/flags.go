@@ -57,6 +57,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.BreakerOpenTimeout, "breaker-open-timeout", 10*time.Second, "how long the breaker stays open before letting a trial call through")
 	fs.DurationVar(&c.BreakerInterval, "breaker-interval", 60*time.Second, "period after which a closed breaker forgets its failure counts (0 = never)")
 	fs.UintVar(&c.BreakerHalfOpen, "breaker-half-open-requests", 1, "trial calls let through while half-open")
+	fs.IntVar(&c.BreakerFleetQuorum, "breaker-fleet-quorum", 2, "replicas sharing -redis-url that must find the upstream broken before every replica treats it as broken, with one probe per open period for the fleet (0 = each replica on its own breaker; ignored without -redis-url)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "json, text, or auto (json, but text when stderr is a terminal)")

@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	var store readthrough.Store
 	var leases readthrough.Leases // nil: fills shared per replica only
 	var ping func(context.Context) error
+	var fleet upstream.FleetBreaker // nil: no fleet hint
 	if cfg.RedisURL != "" {
 		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize})
 		if err != nil {
@@ -136,6 +137,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		}})
 		reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return poolStats(r.PoolStats()) }))
 		store, ping = r, r.Ping
+		if cfg.BreakerFleetQuorum > 0 {
+			fleet = cache.NewFleetBreaker(r, cache.FleetOptions{Timeout: cfg.RedisTimeout})
+		}
 		warnIfRedisDown(ctx, ping, cfg.RedisURL, log)
 		if cfg.FillLease {
 			fl := cache.NewFillLeases(r)
@@ -167,6 +171,21 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		inject = &upstream.Credentials{Username: cfg.UpstreamUsername, Password: cfg.UpstreamPassword}
 	}
 	breakerGauge := m.BreakerState.WithLabelValues("upstream")
+	var onFleetChange func(reports int, state upstream.BreakerState)
+	if fleet != nil {
+		fleetGauge := m.BreakerState.WithLabelValues("fleet")
+		fleetGauge.Set(metrics.BreakerClosed)
+		inForce := false // calls are serialised by the hint
+		onFleetChange = func(reports int, state upstream.BreakerState) {
+			m.FleetBreakerReports.Set(float64(reports))
+			fleetGauge.Set(float64(state))
+			if now := state == upstream.BreakerOpen; now != inForce {
+				inForce = now
+				log.Warn("fleet breaker hint changed: while in force, calls fail fast unless this replica probes for the fleet",
+					"in_force", now, "reports", reports, "quorum", cfg.BreakerFleetQuorum)
+			}
+		}
+	}
 	up, err := upstream.New(upstream.Options{
 		BaseURL:      cfg.UpstreamURL,
 		Inject:       inject,
@@ -178,6 +197,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 			OpenTimeout:         cfg.BreakerOpenTimeout,
 			HalfOpenRequests:    uint32(cfg.BreakerHalfOpen),
 		},
+		Fleet:         fleet,
+		FleetQuorum:   cfg.BreakerFleetQuorum,
+		OnFleetChange: onFleetChange,
 		Observe: func(status int, _ error, elapsed time.Duration) {
 			m.UpstreamRequests.WithLabelValues(metrics.Code(status)).Inc()
 			m.UpstreamDuration.Observe(elapsed.Seconds())
@@ -189,6 +211,14 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	})
 	if err != nil {
 		return fmt.Errorf("-upstream-url: %w", err)
+	}
+	if fleet != nil {
+		// Like the invalidation subscription: stops after the servers
+		// have drained.
+		fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+		fleetDone := make(chan struct{})
+		go func() { defer close(fleetDone); up.RunFleet(fleetCtx) }()
+		defer func() { stopFleet(); <-fleetDone }()
 	}
 
 	var validID func(string) bool
@@ -264,7 +294,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	go func() { errc <- proxySrv.Serve(proxyLn) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	log.Info("userproxy listening", "listen", proxyLn.Addr().String(), "admin", adminLn.Addr().String(),
-		"upstream", cfg.UpstreamURL, "auth_mode", cfg.AuthMode, "redis", cfg.RedisURL != "")
+		"upstream", cfg.UpstreamURL, "auth_mode", cfg.AuthMode, "redis", cfg.RedisURL != "", "fleet_breaker", fleet != nil)
 	if cfg.Demo {
 		printDemo(stdout, proxyLn.Addr(), adminLn.Addr(), cfg.UpstreamURL)
 	}

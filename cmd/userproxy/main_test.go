@@ -199,6 +199,11 @@ func TestEncryptedRedisEndToEnd(t *testing.T) {
 	if _, m := get(t, s.admin+"/metrics", "", ""); !strings.Contains(m, "userproxy_l1_hits_total 1") {
 		t.Errorf("/metrics: want userproxy_l1_hits_total 1 after one hit; got\n%s", grepLines(m, "userproxy_l1_"))
 	}
+	// With Redis the fleet breaker hint is on (-breaker-fleet-quorum 2).
+	if _, m := get(t, s.admin+"/metrics", "", ""); !strings.Contains(m, `userproxy_circuit_breaker_state{breaker="fleet"} 0`) ||
+		!strings.Contains(m, "userproxy_fleet_breaker_reports 0") {
+		t.Errorf("/metrics: want the fleet breaker hint's series at 0; got\n%s", grepLines(m, "breaker"))
+	}
 	client := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer client.Close()
 	keys, err := client.Keys(context.Background(), "*").Result() // our own test server: KEYS is fine here

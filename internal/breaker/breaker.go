@@ -5,6 +5,7 @@ package breaker
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -42,4 +43,22 @@ func From(s gobreaker.State) State {
 		return HalfOpen
 	}
 	return Closed
+}
+
+// FleetView is one replica's reading of the record the replicas sharing a
+// Redis keep of the upstream's health (the fleet-wide breaker hint): kept
+// by package cache, read by package upstream.
+type FleetView struct {
+	// Reports is how many distinct replicas have a live report that their
+	// breaker opened.
+	Reports int
+	// Own says whether this replica is one of them.
+	Own bool
+	// ProbeIn is how long until the fleet's probe lease lapses; 0 when
+	// nobody holds it.
+	ProbeIn time.Duration
+	// Failures is how many failed upstream calls the fleet has seen since
+	// the last success any replica reported (within the breaker's
+	// interval), and Failing how many distinct replicas they came from.
+	Failures, Failing int
 }
