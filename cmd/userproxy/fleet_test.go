@@ -104,6 +104,10 @@ type reply struct {
 func (r reply) hit() bool       { return strings.HasPrefix(r.cacheStatus, "userproxy; hit") }
 func (r reply) collapsed() bool { return strings.Contains(r.cacheStatus, "; collapsed") }
 
+// wentUpstream reports whether the answer came from an upstream call this
+// request made or joined: Cache-Status names the upstream's status then.
+func (r reply) wentUpstream() bool { return strings.Contains(r.cacheStatus, "fwd-status=") }
+
 // user fetches user id through replica s. It returns an error rather than
 // failing the test, so that load goroutines may call it.
 func (f *fleet) user(s *started, id string) (reply, error) {
