@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -90,7 +91,10 @@ func TestFleetUpstreamDownBreakerFleetWide(t *testing.T) {
 	h := upstreamtest.NewHandler(upstreamtest.Options{Users: 100000, Lazy: true})
 	h.SetFault(upstreamtest.FaultUnavailable)
 	pc, upURL := startProbeCounter(t, h)
-	f := startFleet(t, sharedCluster.Get(t).URL(), upURL,
+	// A cluster of its own: the fleet's breaker record has one name per
+	// key prefix, and reports left by a failing run of this test would
+	// open the upstream for the next test's replicas on a shared cluster.
+	f := startFleet(t, redistest.StartCluster(t).URL(), upURL,
 		"-breaker-failures", strconv.Itoa(failures), "-breaker-fleet-quorum", strconv.Itoa(quorum),
 		"-breaker-open-timeout", openTimeout.String())
 	userOf := func(replica, n int) string { return strconv.Itoa(5000 + 1000*replica + n) }
