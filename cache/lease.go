@@ -82,6 +82,7 @@ func (t *Tiered) Run(ctx context.Context) error {
 				t.dropAllLocal()
 			}
 			t.received.Add(1) // after the drop: a reader of the count sees it applied
+			t.echoed(m.Payload)
 		case *redis.Pong:
 			sent, err := strconv.ParseInt(m.Payload, 10, 64)
 			if err != nil || sent == 0 {

@@ -94,6 +94,11 @@ type Tiered struct {
 	mu      sync.RWMutex
 	records []invalRecord
 
+	// echoes are the writes waiting to hear their own message come back
+	// (awaitEcho), by payload.
+	echoMu sync.Mutex
+	echoes map[string][]chan struct{}
+
 	received    atomic.Uint64 // invalidation messages applied from other replicas
 	subscribes  atomic.Uint64 // subscriptions established and confirmed by a pong
 	hits        atomic.Uint64
@@ -288,10 +293,82 @@ func (t *Tiered) insert(k Key, e Entry, gen, seq uint64, start time.Time, limit 
 // channel — in every replica's tier. The bump and the publish are one
 // script, so a generation bumped in Redis has always been announced. The
 // local tier is dropped even when Redis fails.
+//
+// It returns once this replica's subscription has received the message
+// back, or after at most echoWait. Every replica subscribes to the channel
+// on the same node (the channel's slot's master, under Cluster), which
+// writes a message to all its subscribers at once: hearing it back means
+// the others have it too. Under Cluster the message reaches that node over
+// the cluster bus, which here took up to 40ms; without the wait, a read
+// through another replica right after the write could be served the old
+// entry from its tier for that long.
 func (t *Tiered) Invalidate(ctx context.Context, id string) error {
+	echo, forget := t.expectEcho("id:" + id)
+	defer forget()
 	err := t.l2.invalidateUser(ctx, id, t.channel)
 	t.dropLocal(id)
+	if err == nil {
+		t.awaitEcho(ctx, echo)
+	}
 	return err
+}
+
+// echoWait bounds how long a write waits to hear its invalidation back:
+// past it, the other replicas' tiers learn of it within their TTL, as
+// when messages are lost.
+const echoWait = 250 * time.Millisecond
+
+// expectEcho registers for the next message with payload received on the
+// subscription; call forget when done.
+func (t *Tiered) expectEcho(payload string) (echo <-chan struct{}, forget func()) {
+	ch := make(chan struct{})
+	t.echoMu.Lock()
+	if t.echoes == nil {
+		t.echoes = map[string][]chan struct{}{}
+	}
+	t.echoes[payload] = append(t.echoes[payload], ch)
+	t.echoMu.Unlock()
+	return ch, func() {
+		t.echoMu.Lock()
+		defer t.echoMu.Unlock()
+		ws := t.echoes[payload]
+		for i, w := range ws {
+			if w == ch {
+				ws = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(t.echoes, payload)
+		} else {
+			t.echoes[payload] = ws
+		}
+	}
+}
+
+// echoed wakes the writers waiting for payload, after it was applied.
+func (t *Tiered) echoed(payload string) {
+	t.echoMu.Lock()
+	defer t.echoMu.Unlock()
+	for _, ch := range t.echoes[payload] {
+		close(ch)
+	}
+	delete(t.echoes, payload)
+}
+
+// awaitEcho waits for echo, at most echoWait and never past ctx, and only
+// while the subscription is confirmed (else no echo may come).
+func (t *Tiered) awaitEcho(ctx context.Context, echo <-chan struct{}) {
+	if !t.leased(t.now().UnixNano()) {
+		return
+	}
+	timer := time.NewTimer(echoWait)
+	defer timer.Stop()
+	select {
+	case <-echo:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
 }
 
 // InvalidateAll drops everything in Redis, here and in every replica.
@@ -311,8 +388,14 @@ func (t *Tiered) InvalidateAll(ctx context.Context) error {
 	}
 	err := t.l2.InvalidateAll(ctx)
 	t.dropAllLocal()
-	if perr := t.publish(ctx, "all"); err == nil {
+	echo, forget := t.expectEcho("all")
+	defer forget()
+	perr := t.publish(ctx, "all")
+	if err == nil {
 		err = perr
+	}
+	if perr == nil {
+		t.awaitEcho(ctx, echo) // as for Invalidate
 	}
 	return err
 }
