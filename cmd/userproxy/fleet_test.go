@@ -33,8 +33,12 @@ import (
 // none runs in parallel with another.
 var sharedCluster redistest.SharedCluster
 
-// TestMain stops the shared cluster once the tests have run.
+// TestMain stops the shared cluster once the tests have run. Run as a
+// child of startProcess, it is a replica instead (see there).
 func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(childArgsEnv); ok {
+		os.Exit(runChild(strings.Split(args, "\n")))
+	}
 	os.Exit(sharedCluster.Main(m).Run())
 }
 
