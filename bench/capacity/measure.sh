@@ -12,6 +12,7 @@ for run in 1 2; do
 	snap; USERPROXY_BENCH_CAPACITY=1 go test -count=1 -v -run 'TestMemory$' ./bench/capacity
 	snap; USERPROXY_BENCH_CAPACITY=1 go test -count=1 -v -run 'TestCommands$' ./bench/capacity
 done
+snap; USERPROXY_BENCH_CAPACITY=1 go test -count=1 -v -run 'TestRedisCPU$' ./bench/capacity
 snap; USERPROXY_BENCH_CAPACITY=1 go test -count=1 -v -run 'TestThroughput$' ./bench/capacity
 snap; USERPROXY_BENCH_PUBSUB=1 go test -count=1 -v -timeout 20m -run 'TestMeasure$' ./bench/pubsub
 snap
