@@ -107,7 +107,9 @@ func TestRedisCPU(t *testing.T) {
 			if err := rc.FlushAll(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
-			key := func(i int, scope string) cache.Key { return cache.Key{ID: strconv.Itoa(1000000 + i%users), Scope: scope} }
+			key := func(i int, scope string) cache.Key {
+				return cache.Key{ID: strconv.Itoa(1000000 + i%users), Scope: scope}
+			}
 			hitScope := scopeOf(1)
 			if _, err := load(ctx, workers, users, func(ctx context.Context, i int) error {
 				return store.Set(ctx, key(i, hitScope), e, time.Hour, 0)
