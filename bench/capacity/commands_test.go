@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,8 +146,11 @@ func TestCommands(t *testing.T) {
 	srv := redistest.Start(t)
 	up := upstreamtest.NewServer(t, upstreamtest.Options{Users: 50})
 	// A short fresh lifetime so that the stale path can be reached; a short
-	// upstream timeout so that a purge's second pass comes soon.
-	flags := []string{"-cache-ttl", "3s", "-stale-while-revalidate", "30s", "-upstream-timeout", "1s"}
+	// upstream timeout so that a purge's second pass comes soon. The fleet
+	// breaker hint reads its record 4 times a second in the background: off
+	// here, so that a request's commands are its own; its background cost
+	// is measured at the end, with C and D. Fill leases stay on (default).
+	flags := []string{"-cache-ttl", "3s", "-stale-while-revalidate", "30s", "-upstream-timeout", "1s", "-breaker-fleet-quorum", "0"}
 	a := startProxy(t, bin, srv.URL(), up.URL, flags...)
 	b := startProxy(t, bin, srv.URL(), up.URL, flags...)
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -188,6 +192,19 @@ func TestCommands(t *testing.T) {
 		return strconv.Itoa(code)
 	})
 	step("miss after the write (B)", 300*time.Millisecond, get(b, "1"))
+	// Two replicas miss the same cold user at once: one fills under the
+	// lease, the other waits for its announcement.
+	up.SetLatency(300 * time.Millisecond)
+	step("contended miss: A and B at once", 300*time.Millisecond, func() string {
+		var wg sync.WaitGroup
+		res := make([]string, 2)
+		for i, p := range []proxy{a, b} {
+			wg.Go(func() { res[i] = get(p, "2")() })
+		}
+		wg.Wait()
+		return res[0] + " | " + res[1]
+	})
+	up.SetLatency(0)
 	step("purge one user (admin, A)", 300*time.Millisecond, func() string {
 		code, _ := do(t, hc, "DELETE", a.admin+"/admin/cache/users/1", bearer, "")
 		return strconv.Itoa(code)
@@ -216,17 +233,29 @@ func TestCommands(t *testing.T) {
 		return strconv.Itoa(code) + " over " + strconv.FormatInt(keys, 10) + " keys"
 	})
 
-	// What an idle replica costs: its heartbeats.
-	before, err := calls(ctx, rc)
-	if err != nil {
-		t.Fatal(err)
+	// What an idle replica costs: its heartbeats, and with the fleet
+	// breaker hint on (C and D, the defaults) the reads of its record.
+	idle := func(name string) {
+		t.Helper()
+		before, err := calls(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		after, err := calls(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%-44s %-40s %s", name, "", formatCalls(callDelta(before, after, "info")))
 	}
-	time.Sleep(2 * time.Second)
-	after, err := calls(ctx, rc)
-	if err != nil {
-		t.Fatal(err)
+	idle("idle 2 s: A, B (fleet breaker hint off)")
+	startProxy(t, bin, srv.URL(), up.URL)
+	startProxy(t, bin, srv.URL(), up.URL)
+	time.Sleep(time.Second)
+	idle("idle 2 s: A, B + C, D (all defaults)")
+	if n, err := rc.PubSubNumSub(ctx, "userproxy:invalidations", "userproxy:fills").Result(); err == nil {
+		t.Logf("subscribers: %v", n)
 	}
-	t.Logf("%-44s %-40s %s", "idle, 2 replicas, 2 s", "", formatCalls(callDelta(before, after, "info")))
 
 	// The entry a real fill stored, for the memory figures.
 	found, _, err := rc.Scan(ctx, 0, "userproxy:{40}:*", 100).Result()

@@ -89,7 +89,8 @@ func TestLoad(t *testing.T) {
 // as a busy replica's requests would, and reports the Redis CPU time per
 // Redis-read hit (Get that finds its entry) and per miss (Get that finds
 // nothing, then Set), with reads sent one by one and batched
-// (RedisOptions.AutoPipeline, the proxy's default). CPU per request is
+// (RedisOptions.AutoPipeline, the proxy's default), and per miss under an
+// uncontended fill lease (cache.FillLeases). CPU per request is
 // what decides a node's capacity; unlike a rate measured here, it barely
 // depends on what else the shared host runs.
 func TestRedisCPU(t *testing.T) {
@@ -104,6 +105,7 @@ func TestRedisCPU(t *testing.T) {
 		for _, pipelined := range []bool{false, true} {
 			rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: workers})
 			store := cache.NewRedis(rc, cache.RedisOptions{AutoPipeline: pipelined})
+			leases := cache.NewFillLeases(store)
 			if err := rc.FlushAll(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +138,24 @@ func TestRedisCPU(t *testing.T) {
 						return fmt.Errorf("user %d: ok %v, err %v; want a miss", i, ok, err)
 					}
 					return store.Set(ctx, k, e, time.Hour, gen)
+				}},
+				{"miss under a fill lease, uncontended", 60000, func(ctx context.Context, i int) error {
+					// As the engine does it: lookup, take the lease, store,
+					// release (no waiter, so no announcement).
+					k := key(i, scopeOf(200+i/users))
+					_, gen, ok, err := store.Get(ctx, k)
+					if err != nil || ok {
+						return fmt.Errorf("user %d: ok %v, err %v; want a miss", i, ok, err)
+					}
+					token, _, err := leases.TryLease(ctx, k, 3*time.Second)
+					if err != nil || token == "" {
+						return fmt.Errorf("user %d: lease not taken (err %v)", i, err)
+					}
+					if err := store.Set(ctx, k, e, time.Hour, gen); err != nil {
+						return err
+					}
+					_, err = leases.Release(ctx, k, token, "s", 200*time.Millisecond)
+					return err
 				}},
 			}
 			for _, m := range mixes {
