@@ -133,7 +133,7 @@ func TestDashboardStructure(t *testing.T) {
 	// What the issue asks the dashboard to show.
 	for _, want := range []string{"hit ratio", "requests by cache result", "requests by status", "latency percentiles",
 		"latency heatmap", "upstream latency", "upstream calls", "upstream error", "circuit breaker state", "redis",
-		"degraded", "coalesced", "stale"} {
+		"degraded", "coalesced", "stale", "fill leases", "fleet breaker", "topology reloads"} {
 		found := false
 		for _, title := range titles {
 			found = found || strings.Contains(title, want)
