@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,8 @@ type FillLeases struct {
 	try     *redis.Script
 	release *redis.Script
 
+	subscribed atomic.Bool // Run's subscription is confirmed
+
 	mu       sync.Mutex
 	watchers map[Key][]chan string
 }
@@ -59,14 +62,15 @@ func NewFillLeases(r *Redis) *FillLeases {
 // still there to read.
 //
 // KEYS[1] lease key, KEYS[2] outcome key; ARGV[1] token, ARGV[2] TTL in ms.
-// Returns {1, ""} when taken, {0, outcome} when an outcome is there, and
-// {0, ""} when another holds the lease (which is then marked as waited on).
+// Returns {1, "", 0} when taken, {0, outcome, 0} when an outcome is there,
+// and {0, "", ms} when another holds the lease for ms more (the lease is
+// then marked as waited on).
 const tryLeaseScript = `
 local o = redis.call('GET', KEYS[2])
-if o then return {0, o} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, ''} end
+if o then return {0, o, 0} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, '', 0} end
 redis.call('SETRANGE', KEYS[1], #ARGV[1], 'w')
-return {0, ''}
+return {0, '', redis.call('PTTL', KEYS[1])}
 `
 
 // releaseLeaseScript ends a lease still held under token: it drops the
@@ -95,10 +99,11 @@ const tokenLen = 16
 // TryLease tries to take k's lease for ttl. A non-empty token means this
 // caller holds it and must Release it. Otherwise outcome is what the last
 // holder released it with, if that is recent, or "" while another replica
-// holds the lease: call Watch before, and TryLease again to poll.
-func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration) (token, outcome string, err error) {
+// holds the lease, for left more at most: call Watch before, and TryLease
+// again to poll.
+func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration) (token, outcome string, left time.Duration, err error) {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
-		return "", "", fmt.Errorf("taking fill lease: %w", err)
+		return "", "", 0, fmt.Errorf("taking fill lease: %w", err)
 	}
 	var b [tokenLen / 2]byte
 	rand.Read(b[:])
@@ -109,18 +114,23 @@ func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration) (to
 		return err
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("taking fill lease: %w", err)
+		return "", "", 0, fmt.Errorf("taking fill lease: %w", err)
 	}
-	if len(reply) != 2 {
-		return "", "", errors.New("taking fill lease: unexpected reply")
+	if len(reply) != 3 {
+		return "", "", 0, errors.New("taking fill lease: unexpected reply")
 	}
 	won, _ := reply[0].(int64)
 	outcome, _ = reply[1].(string)
+	ms, _ := reply[2].(int64)
 	if won == 1 {
-		return tok, "", nil
+		return tok, "", 0, nil
 	}
-	return "", outcome, nil
+	return "", outcome, time.Duration(max(ms, 0)) * time.Millisecond, nil
 }
+
+// Subscribed reports whether Run's subscription is confirmed, so that an
+// outcome announced now reaches this replica's watchers.
+func (l *FillLeases) Subscribed() bool { return l.subscribed.Load() }
 
 // Release ends k's lease held under token with outcome (not empty), which
 // stays readable by pollers for linger, and is announced to the replicas
@@ -207,9 +217,11 @@ func (l *FillLeases) Run(ctx context.Context) error {
 			ps.Close()
 		}
 	}()
+	defer l.subscribed.Store(false)
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
+			l.subscribed.Store(false)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -226,6 +238,7 @@ func (l *FillLeases) Run(ctx context.Context) error {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				l.subscribed.Store(true)
 				l.notify(Key{}, true, "")
 			}
 		case *redis.Message:

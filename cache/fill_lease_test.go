@@ -54,12 +54,12 @@ func TestFillLeases(t *testing.T) {
 				defer stop()
 				// The subscription's confirmation asks every watcher to
 				// poll; what counts is the announcement after it.
-				tok, _, err := a.TryLease(ctx, k, time.Minute)
+				tok, _, _, err := a.TryLease(ctx, k, time.Minute)
 				if err != nil || len(tok) != tokenLen {
 					t.Fatalf("first TryLease: token %q, err %v; want the lease", tok, err)
 				}
-				if tok2, o, err := c.TryLease(ctx, k, time.Minute); err != nil || tok2 != "" || o != "" {
-					t.Fatalf("second TryLease: token %q outcome %q err %v; want held by another", tok2, o, err)
+				if tok2, o, left, err := c.TryLease(ctx, k, time.Minute); err != nil || tok2 != "" || o != "" || left <= 0 || left > time.Minute {
+					t.Fatalf("second TryLease: token %q outcome %q left %v err %v; want held by another for up to a minute", tok2, o, left, err)
 				}
 				testkit.Await(t, "the waiter's subscription to be confirmed", func() bool {
 					// Published to nobody until it is: retry the
@@ -75,14 +75,14 @@ func TestFillLeases(t *testing.T) {
 					}
 				}
 				// A poller that missed the message finds the outcome.
-				if tok, o, err := c.TryLease(ctx, k, time.Minute); err != nil || tok != "" || o != "s" {
+				if tok, o, _, err := c.TryLease(ctx, k, time.Minute); err != nil || tok != "" || o != "s" {
 					t.Fatalf("TryLease after release: token %q outcome %q err %v; want outcome s", tok, o, err)
 				}
 			})
 
 			t.Run("an uncontended release announces nothing", func(t *testing.T) {
 				k := Key{ID: "2", Scope: k.Scope}
-				tok, _, err := a.TryLease(ctx, k, time.Minute)
+				tok, _, _, err := a.TryLease(ctx, k, time.Minute)
 				if err != nil || tok == "" {
 					t.Fatalf("TryLease: %q, %v", tok, err)
 				}
@@ -98,7 +98,7 @@ func TestFillLeases(t *testing.T) {
 
 			t.Run("a lease outlived by its holder is taken over", func(t *testing.T) {
 				k := Key{ID: "3", Scope: k.Scope}
-				old, _, err := a.TryLease(ctx, k, 50*time.Millisecond)
+				old, _, _, err := a.TryLease(ctx, k, 50*time.Millisecond)
 				if err != nil || old == "" {
 					t.Fatalf("TryLease: %q, %v", old, err)
 				}
@@ -107,14 +107,14 @@ func TestFillLeases(t *testing.T) {
 				}
 				var tok string
 				testkit.Await(t, "the lease to expire and be taken over", func() bool {
-					tok, _, err = c.TryLease(ctx, k, time.Minute)
+					tok, _, _, err = c.TryLease(ctx, k, time.Minute)
 					return err == nil && tok != ""
 				})
 				// The old holder's late release must not end the new one.
 				if ok, err := a.Release(ctx, k, old, "s", time.Minute); err != nil || ok {
 					t.Fatalf("stale Release: %v, %v; want not ours", ok, err)
 				}
-				if tok2, o, _ := a.TryLease(ctx, k, time.Minute); tok2 != "" || o != "" {
+				if tok2, o, _, _ := a.TryLease(ctx, k, time.Minute); tok2 != "" || o != "" {
 					t.Fatalf("after a stale release: token %q outcome %q; want still held", tok2, o)
 				}
 				if ok, err := c.Release(ctx, k, tok, "eb", time.Minute); err != nil || !ok {
@@ -124,7 +124,7 @@ func TestFillLeases(t *testing.T) {
 
 			t.Run("the outcome lingers only as long as asked", func(t *testing.T) {
 				k := Key{ID: "4", Scope: k.Scope}
-				tok, _, _ := a.TryLease(ctx, k, time.Minute)
+				tok, _, _, _ := a.TryLease(ctx, k, time.Minute)
 				if ok, err := a.Release(ctx, k, tok, "n", 50*time.Millisecond); err != nil || !ok {
 					t.Fatalf("Release: %v, %v", ok, err)
 				}
@@ -132,21 +132,21 @@ func TestFillLeases(t *testing.T) {
 					b.elapse(t, time.Second)
 				}
 				testkit.Await(t, "the outcome to expire and the lease to be free", func() bool {
-					tok, _, err := c.TryLease(ctx, k, time.Minute)
+					tok, _, _, err := c.TryLease(ctx, k, time.Minute)
 					return err == nil && tok != ""
 				})
 			})
 
 			t.Run("scopes and users are apart", func(t *testing.T) {
 				for _, other := range []Key{{ID: "5", Scope: "x"}, {ID: "5", Scope: "y"}, {ID: "6", Scope: "x"}} {
-					if tok, _, err := a.TryLease(ctx, other, time.Minute); err != nil || tok == "" {
+					if tok, _, _, err := a.TryLease(ctx, other, time.Minute); err != nil || tok == "" {
 						t.Errorf("TryLease(%v): %q, %v; want each key its own lease", other, tok, err)
 					}
 				}
 			})
 
 			t.Run("invalid keys and outcomes", func(t *testing.T) {
-				if _, _, err := a.TryLease(ctx, Key{ID: "4{2}"}, time.Minute); !errors.Is(err, ErrInvalidKey) {
+				if _, _, _, err := a.TryLease(ctx, Key{ID: "4{2}"}, time.Minute); !errors.Is(err, ErrInvalidKey) {
 					t.Errorf("TryLease: %v, want ErrInvalidKey", err)
 				}
 				if _, err := a.Release(ctx, k, "t", "", time.Minute); err == nil {
@@ -184,7 +184,7 @@ func TestFillLeasesRedisDown(t *testing.T) {
 	srv := b.client
 	l := NewFillLeases(NewRedis(srv, RedisOptions{}))
 	srv.Close() // every call now fails at once
-	if _, _, err := l.TryLease(context.Background(), Key{ID: "1"}, time.Minute); err == nil {
+	if _, _, _, err := l.TryLease(context.Background(), Key{ID: "1"}, time.Minute); err == nil {
 		t.Fatal("TryLease on a closed client: no error")
 	}
 }

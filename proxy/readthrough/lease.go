@@ -21,8 +21,11 @@ type Leases interface {
 	// string asks the watcher to poll now.
 	Watch(k cache.Key) (announced <-chan string, stop func())
 	// TryLease takes k's lease for ttl (token != "") or reports the last
-	// holder's recent outcome ("" while another replica holds the lease).
-	TryLease(ctx context.Context, k cache.Key, ttl time.Duration) (token, outcome string, err error)
+	// holder's recent outcome ("" while another replica holds the lease,
+	// for left more at most).
+	TryLease(ctx context.Context, k cache.Key, ttl time.Duration) (token, outcome string, left time.Duration, err error)
+	// Subscribed reports whether announcements reach this replica now.
+	Subscribed() bool
 	// Release ends a held lease with outcome, readable by pollers for linger.
 	Release(ctx context.Context, k cache.Key, token, outcome string, linger time.Duration) (bool, error)
 }
@@ -92,8 +95,8 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 	announced, stop := e.leases.Watch(k) // before asking: no announcement slips between
 	defer stop()
 	result := metrics.LeaseWon
-	token, outcome, err := e.tryLease(ctx, k)
-	poll := time.NewTimer(e.leasePoll)
+	token, outcome, left, err := e.tryLease(ctx, k)
+	poll := time.NewTimer(e.nextPoll(left))
 	defer poll.Stop()
 	for token == "" && outcome == "" {
 		if err != nil {
@@ -114,8 +117,8 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 			e.m.FillLeases.WithLabelValues(metrics.LeaseWaited).Inc()
 			return &fillResult{err: ctx.Err()}
 		}
-		poll.Reset(e.leasePoll)
-		token, outcome, err = e.tryLease(ctx, k)
+		token, outcome, left, err = e.tryLease(ctx, k)
+		poll.Reset(e.nextPoll(left))
 		result = metrics.LeaseExpired // if this try took the lease: the holder never answered
 	}
 	if token != "" {
@@ -136,8 +139,20 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 	return nil
 }
 
+// nextPoll is how long a waiter waits for an announcement before asking
+// Redis again, the holder's lease having left more. With announcements
+// reaching this replica, only a holder that died goes unannounced: ask
+// again when its lease runs out, or after a second, in case the
+// subscription died unnoticed. Without, poll.
+func (e *Engine) nextPoll(left time.Duration) time.Duration {
+	if e.leases.Subscribed() {
+		return min(max(left+time.Millisecond, e.leasePoll), time.Second)
+	}
+	return e.leasePoll
+}
+
 // tryLease is one TryLease within the cache budget.
-func (e *Engine) tryLease(ctx context.Context, k cache.Key) (token, outcome string, err error) {
+func (e *Engine) tryLease(ctx context.Context, k cache.Key) (token, outcome string, left time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cacheTO)
 	defer cancel()
 	return e.leases.TryLease(ctx, k, e.leaseTTL)

@@ -173,7 +173,7 @@ func TestLeaseOfADeadHolderIsTakenOver(t *testing.T) {
 	}
 	k := cache.Key{ID: "9", Scope: scopeOf(t, srv.URL(), "9")}
 	testkit.Await(t, "the dead holder to take the lease (once the first fill's outcome is gone)", func() bool {
-		tok, _, err := r.leases.TryLease(context.Background(), k, 300*time.Millisecond)
+		tok, _, _, err := r.leases.TryLease(context.Background(), k, 300*time.Millisecond)
 		return err == nil && tok != ""
 	})
 	o := get(r.e, "9", alice)
