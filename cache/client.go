@@ -23,6 +23,16 @@ type ClientOptions struct {
 	// PoolSize is the number of connections per Redis node. Zero means
 	// go-redis's default (10 per CPU).
 	PoolSize int
+
+	// OnTopologyReload, if non-nil, is called each time a Cluster client
+	// reloads its slot map, with the reason: ReloadError (a node failed in a
+	// way a failover explains; the client then reloads at once rather than
+	// at the next periodic reload), ReloadMoved, ReloadPeriodic; and each
+	// time a Sentinel client connects to a new master: ReloadSwitch. It is
+	// called at most once per 250ms for a Cluster, on the goroutine of the
+	// command that triggered it, so it must be quick and safe for
+	// concurrent use. Nil: not reported.
+	OnTopologyReload func(reason string)
 }
 
 const (
@@ -60,9 +70,13 @@ func NewUniversalClient(rawURL string, opts ClientOptions) (redis.UniversalClien
 	}
 	switch {
 	case cfg.cluster != nil:
-		return redis.NewClusterClient(cfg.cluster), nil
+		c := redis.NewClusterClient(cfg.cluster)
+		watchCluster(c, opts.OnTopologyReload)
+		return c, nil
 	case cfg.failover != nil:
-		return redis.NewFailoverClient(cfg.failover), nil
+		c := redis.NewFailoverClient(cfg.failover)
+		watchMaster(c, opts.OnTopologyReload)
+		return c, nil
 	default:
 		return redis.NewClient(cfg.simple), nil
 	}
