@@ -146,7 +146,16 @@ func nodeFailed(err error) bool {
 
 // DialHook implements redis.Hook: a node that cannot be dialed may be a
 // dead master. It also sees the dials of pub/sub connections, whose
-// resubscription (the tier's invalidation feed) picks the node by slot.
+// resubscription (the tier's invalidation feed) picks the node by slot and
+// runs no command a ProcessHook would see fail.
+//
+// It sees the probes of go-redis's pool too: once a node's dials have failed
+// PoolSize times, the pool probes it once a second (pool.go, tryDial) until
+// it answers or its client is closed, one minute after a slot map without
+// it (clusterNodes.GC). So a dead node costs up to one slot map reload (one
+// CLUSTER SLOTS) per second per client for about a minute after its
+// failover, each reported as ReloadError. That is cheap, and it is what
+// finds the promotion when nothing else is sent to the node.
 func (r *clusterReloader) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
