@@ -85,11 +85,17 @@ func (c *reloadCounter) String() string {
 	return strings.Join(parts, " ")
 }
 
+// opTimeout bounds each operation of the traffic, and each read and write
+// on a connection: above the proxy's default (50ms) so that a loaded test
+// machine does not fail reads of live nodes, well under a second so that a
+// dead node fails them quickly.
+const opTimeout = 250 * time.Millisecond
+
 // failoverClient is a client on rawURL built as the proxy builds it, with
 // its topology reloads counted.
 func failoverClient(t *testing.T, rawURL string, reloads *reloadCounter) redis.UniversalClient {
 	t.Helper()
-	client, err := NewUniversalClient(rawURL, ClientOptions{OnTopologyReload: reloads.add})
+	client, err := NewUniversalClient(rawURL, ClientOptions{Timeout: opTimeout, OnTopologyReload: reloads.add})
 	if err != nil {
 		t.Fatalf("NewUniversalClient: %v", err)
 	}
@@ -176,7 +182,7 @@ func (tr *traffic) run(t *testing.T, workers int) {
 }
 
 func (tr *traffic) op(ctx context.Context, k Key) {
-	octx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	e, gen, ok, err := tr.store.Get(octx, k)
 	if err == nil && !ok {
@@ -616,7 +622,7 @@ func TestFailoverTierFeedSurvives(t *testing.T) {
 			// Fill through a, read through b, as the test without a
 			// failover does; the store may still be failing at first.
 			testkit.WaitFor(t, recoveryDeadline, "a fill through a", func() bool {
-				cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+				cctx, cancel := context.WithTimeout(ctx, opTimeout)
 				defer cancel()
 				_, gen, _, err := a.Get(cctx, k)
 				if err == nil {
