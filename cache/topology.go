@@ -82,8 +82,9 @@ func newClusterReloader(c *redis.ClusterClient, report func(reason string), now 
 }
 
 // reload asks for a reload for reason, unless one was asked for the same
-// reason less than reloadGap ago. MOVED needs no request: go-redis reloads on it itself
-// (ClusterClient.process, checkMovedErr); it is only reported.
+// reason less than reloadGap ago. MOVED needs no request: go-redis reloads
+// on it by itself (ClusterClient.process, checkMovedErr); it is only
+// reported.
 func (r *clusterReloader) reload(reason string) {
 	gate := &r.last
 	switch reason {
