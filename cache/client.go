@@ -23,6 +23,17 @@ type ClientOptions struct {
 	// PoolSize is the number of connections per Redis node. Zero means
 	// go-redis's default (10 per CPU).
 	PoolSize int
+
+	// OnTopologyReload, if non-nil, is called each time a Cluster client
+	// reloads its slot map, with the reason: ReloadError (a node failed in a
+	// way a failover explains; the client then reloads at once rather than
+	// at the next periodic reload), ReloadMoved, ReloadPeriodic; and each
+	// time a Sentinel client connects to a new master: ReloadSwitch. For a
+	// Cluster it is called at most once per 250ms per reason. It runs on
+	// the goroutine of the command or dial that triggered it, so it must be
+	// quick and safe for concurrent use. Nil: not reported (the reloads
+	// happen all the same).
+	OnTopologyReload func(reason string)
 }
 
 const (
@@ -47,6 +58,8 @@ const (
 //	                                                 Sentinel (rediss-sentinel: TLS)
 //
 // opts are go-redis URL options (dial_timeout, read_timeout, pool_size, …).
+// A Cluster client reloads its slot map as soon as a node fails in a way a
+// failover explains, not only on MOVED or once a minute (see topology.go).
 // For Sentinel, the user info holds the credentials of the Redis master and
 // replicas; sentinel_username and sentinel_password in the query are those of
 // the Sentinels themselves, and master_name is accepted for master. A host
@@ -60,9 +73,13 @@ func NewUniversalClient(rawURL string, opts ClientOptions) (redis.UniversalClien
 	}
 	switch {
 	case cfg.cluster != nil:
-		return redis.NewClusterClient(cfg.cluster), nil
+		c := redis.NewClusterClient(cfg.cluster)
+		watchCluster(c, opts.OnTopologyReload)
+		return c, nil
 	case cfg.failover != nil:
-		return redis.NewFailoverClient(cfg.failover), nil
+		c := redis.NewFailoverClient(cfg.failover)
+		watchMaster(c, opts.OnTopologyReload)
+		return c, nil
 	default:
 		return redis.NewClient(cfg.simple), nil
 	}

@@ -22,7 +22,7 @@ func TestInvalidateAll(t *testing.T) {
 		{"memory", func(t *testing.T) allInvalidator { return NewMemory(MemoryOptions{}) }},
 	}
 	// On a Cluster, InvalidateAll must walk every master.
-	for _, be := range append(backends, clusterBackend) {
+	for _, be := range append(backends, clusterBackend, sentinelBackend) {
 		kinds = append(kinds, struct {
 			name string
 			new  func(t *testing.T) allInvalidator

@@ -7,8 +7,8 @@ import (
 )
 
 // TestMain fails the package if a test leaves goroutines behind (e.g. an
-// unclosed Redis client). The shared cluster is stopped before the check:
-// its processes' waiters are goroutines too.
+// unclosed Redis client). The shared cluster and Sentinel set are stopped
+// before the check: their processes' waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(sharedCluster.Main(m))
+	goleak.VerifyTestMain(sharedSentinel.Main(sharedCluster.Main(m)))
 }

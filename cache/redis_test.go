@@ -97,7 +97,7 @@ var backends = []struct {
 }
 
 func TestRedisStore(t *testing.T) {
-	for _, be := range append(backends, clusterBackend) {
+	for _, be := range append(backends, clusterBackend, sentinelBackend) {
 		for _, ap := range []bool{false, true} {
 			for _, sealed := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/autopipeline=%v/sealed=%v", be.name, ap, sealed), func(t *testing.T) {

@@ -176,9 +176,17 @@ func TestTieredInvalidationReachesEveryReplica(t *testing.T) {
 			return replica(t, srv.Addr(), clock, time.Hour), replica(t, srv.Addr(), clock, time.Hour)
 		}},
 		{"redis-cluster", func(t *testing.T, clock *testkit.Clock) (a, b *Tiered) {
-			prefix := clusterPrefix()
+			prefix := sharedPrefix()
 			a = newTieredOn(t, newClusterRedis(t).client, prefix, clock, time.Hour)
 			b = newTieredOn(t, newClusterRedis(t).client, prefix, clock, time.Hour)
+			run(t, a)
+			run(t, b)
+			return a, b
+		}},
+		{"redis-sentinel", func(t *testing.T, clock *testkit.Clock) (a, b *Tiered) {
+			prefix := sharedPrefix()
+			a = newTieredOn(t, newSentinelRedis(t).client, prefix, clock, time.Hour)
+			b = newTieredOn(t, newSentinelRedis(t).client, prefix, clock, time.Hour)
 			run(t, a)
 			run(t, b)
 			return a, b

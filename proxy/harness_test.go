@@ -36,7 +36,8 @@ type storeKind struct {
 
 // storeKinds are the stores every behavioural test runs against: the
 // embedded store, go-redis on miniredis, go-redis on a real redis-server
-// this test starts itself, and go-redis on a real Redis Cluster. Reads on
+// this test starts itself, and go-redis on a real Redis Cluster and through
+// a real Sentinel set. Reads on
 // the real servers are batched (-redis-autopipeline, the binary's default);
 // on miniredis they are not, so both ways run the whole suite.
 var storeKinds = []storeKind{
@@ -56,7 +57,11 @@ var storeKinds = []storeKind{
 	// One cluster serves the whole package (a cluster takes seconds to
 	// start); each store keeps to a key prefix of its own.
 	{"redis-cluster", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
-		return newRedisStore(t, sharedCluster.Get(t).URL(), cache.RedisOptions{AutoPipeline: true, Prefix: clusterPrefix()})
+		return newRedisStore(t, sharedCluster.Get(t).URL(), cache.RedisOptions{AutoPipeline: true, Prefix: sharedPrefix()})
+	}},
+	// Likewise one Sentinel set (a master, its replica, three Sentinels).
+	{"redis-sentinel", func(t *testing.T, clock *testkit.Clock) readthrough.Store {
+		return newRedisStore(t, sharedSentinel.Get(t).URL(), cache.RedisOptions{AutoPipeline: true, Prefix: sharedPrefix()})
 	}},
 }
 
@@ -64,14 +69,19 @@ var storeKinds = []storeKind{
 // test that needs it and stopped by TestMain.
 var sharedCluster redistest.SharedCluster
 
-// clusterPrefixes numbers the key prefixes handed out on sharedCluster.
-var clusterPrefixes atomic.Int64
+// sharedSentinel is the package's one Sentinel set, as sharedCluster.
+var sharedSentinel redistest.SharedSentinel
 
-// clusterPrefix returns a key prefix no other store on sharedCluster uses,
+// sharedPrefixes numbers the key prefixes handed out on sharedCluster and
+// sharedSentinel.
+var sharedPrefixes atomic.Int64
+
+// sharedPrefix returns a key prefix no other store on sharedCluster or
+// sharedSentinel uses,
 // so that every store there starts empty, as a store on a server of its
 // own does.
-func clusterPrefix() string {
-	return "userproxy-t" + strconv.FormatInt(clusterPrefixes.Add(1), 10)
+func sharedPrefix() string {
+	return "userproxy-t" + strconv.FormatInt(sharedPrefixes.Add(1), 10)
 }
 
 // tieredStore is a Redis store behind the in-process tier, subscribed to

@@ -17,10 +17,10 @@ import (
 // clock is process-wide: started with the first server, it ticks for the
 // life of the process.
 //
-// The shared Redis Cluster is stopped before the check: its processes'
-// waiters are goroutines too.
+// The shared Redis Cluster and Sentinel set are stopped before the check:
+// their processes' waiters are goroutines too.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(sharedCluster.Main(m),
+	goleak.VerifyTestMain(sharedSentinel.Main(sharedCluster.Main(m)),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),

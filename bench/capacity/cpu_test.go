@@ -147,7 +147,7 @@ func TestRedisCPU(t *testing.T) {
 					if err != nil || ok {
 						return fmt.Errorf("user %d: ok %v, err %v; want a miss", i, ok, err)
 					}
-					token, _, err := leases.TryLease(ctx, k, 3*time.Second)
+					token, _, _, err := leases.TryLease(ctx, k, 3*time.Second)
 					if err != nil || token == "" {
 						return fmt.Errorf("user %d: lease not taken (err %v)", i, err)
 					}

@@ -118,7 +118,8 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	var ping func(context.Context) error
 	var fleet upstream.FleetBreaker // nil: no fleet hint
 	if cfg.RedisURL != "" {
-		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize})
+		client, err := cache.NewUniversalClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout, PoolSize: cfg.RedisPoolSize,
+			OnTopologyReload: func(reason string) { m.TopologyReloads.WithLabelValues(reason).Inc() }})
 		if err != nil {
 			return fmt.Errorf("-redis-url: %w", err)
 		}

@@ -256,14 +256,15 @@ func (s *SharedCluster) Close() {
 
 // Main is m with s closed once m's tests have run, for a TestMain that
 // checks for leaked goroutines afterwards (goleak.VerifyTestMain(s.Main(m)…)):
-// the cluster's process waiters are goroutines too.
-func (s *SharedCluster) Main(m *testing.M) interface{ Run() int } {
+// the cluster's process waiters are goroutines too. m is a *testing.M, or
+// another Main (SharedSentinel.Main) to close that too.
+func (s *SharedCluster) Main(m interface{ Run() int }) interface{ Run() int } {
 	return closeAfter{m, s.Close}
 }
 
 // closeAfter runs the tests, then close.
 type closeAfter struct {
-	m     *testing.M
+	m     interface{ Run() int }
 	close func()
 }
 

@@ -162,3 +162,28 @@ func TestSharedClusterStartsOnceAndCloses(t *testing.T) {
 	}
 	s.Close() // closing twice is harmless
 }
+
+func TestSharedSentinelStartsOnceAndCloses(t *testing.T) {
+	var s SharedSentinel
+	st := s.Get(t)
+	if again := s.Get(t); again != st {
+		t.Errorf("second Get: got another sentinel set, want the first one")
+	}
+	started := pids(append([]*Server{st.Master(), st.Replica()}, st.Sentinels()...)...)
+	if len(started) != 5 {
+		t.Fatalf("got %d running processes, want 5", len(started))
+	}
+	client := newClient(t, st.URL())
+	ctx := context.Background()
+	if err := client.Set(ctx, "k", "v", time.Minute).Err(); err != nil {
+		t.Fatalf("SET through the shared set: %v", err)
+	}
+	client.Close() // before Close: its Sentinel connections would fail
+	dir := s.dir
+	s.Close()
+	checkGone(t, started)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sentinel directory after Close: got %v, want it gone", err)
+	}
+	s.Close() // closing twice is harmless
+}

@@ -2,11 +2,13 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,13 +42,44 @@ type Sentinel struct {
 // when CI is set (see Start).
 func StartSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
-	st := &Sentinel{master: Start(tb)}
+	bin := requireBinary(tb, findBinary)
+	st := &Sentinel{}
+	tb.Cleanup(st.kill)
+	if err := st.start(tb, bin, tb.TempDir()); err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	return st
+}
+
+// start starts the servers, each in its own directory under dir, and waits
+// until they are ready. tb is nil for a SharedSentinel.
+func (st *Sentinel) start(tb testing.TB, bin, dir string) error {
+	// newServer makes a server whose command line argv builds in its own
+	// directory; nil argv is a plain server.
+	newServer := func(name string, argv func(port int, dir string) []string) (*Server, error) {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return nil, err
+		}
+		s := &Server{tb: tb, bin: bin, dir: d}
+		if argv != nil {
+			s.argv = func(port int) []string { return argv(port, d) }
+		}
+		return s, nil
+	}
+	var err error
+	if st.master, err = newServer("master", nil); err != nil {
+		return err
+	}
+	if err := st.master.startOnFreePort(); err != nil {
+		return fmt.Errorf("starting the master: %w", err)
+	}
 	// The replica's first sync would otherwise wait 5s for more replicas
 	// to share the transfer.
 	if _, err := do(st.master.Addr(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
-		tb.Fatalf("redistest: %v", err)
+		return err
 	}
-	st.replica = startWith(tb, func(port int, dir string) []string {
+	st.replica, err = newServer("replica", func(port int, dir string) []string {
 		return []string{
 			"--port", strconv.Itoa(port),
 			"--bind", "127.0.0.1",
@@ -56,8 +89,15 @@ func StartSentinel(tb testing.TB) *Sentinel {
 			"--replicaof", "127.0.0.1", strconv.Itoa(st.master.port),
 		}
 	})
-	for range sentinels {
-		st.sentinels = append(st.sentinels, startWith(tb, func(port int, dir string) []string {
+	if err != nil {
+		return err
+	}
+	if err := st.replica.startOnFreePort(); err != nil {
+		return fmt.Errorf("starting the replica: %w", err)
+	}
+	for i := range sentinels {
+		var confErr error
+		s, err := newServer("sentinel"+strconv.Itoa(i), func(port int, dir string) []string {
 			// Sentinel rewrites its config file as it learns the topology,
 			// so the file must be its own and writable.
 			conf := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".conf")
@@ -68,31 +108,29 @@ sentinel monitor %s 127.0.0.1 %d 2
 sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s 5000
 `, port, dir, MasterName, st.master.port, MasterName, MasterName)
-			if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-				tb.Fatalf("redistest: writing %s: %v", conf, err)
-			}
+			confErr = os.WriteFile(conf, []byte(body), 0o600)
 			return []string{conf, "--sentinel"}
-		}))
+		})
+		if err != nil {
+			return err
+		}
+		st.sentinels = append(st.sentinels, s)
+		if err := s.startOnFreePort(); err != nil {
+			return fmt.Errorf("starting sentinel %d: %w", i, errors.Join(confErr, err))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sentinelReadyTimeout)
 	defer cancel()
-	if err := st.waitReady(ctx); err != nil {
-		tb.Fatalf("redistest: %v", err)
-	}
-	return st
+	return st.waitReady(ctx)
 }
 
-// startWith starts a redis-server whose command line argv builds, killed
-// by t.Cleanup.
-func startWith(tb testing.TB, argv func(port int, dir string) []string) *Server {
-	tb.Helper()
-	s := &Server{tb: tb, bin: requireBinary(tb, findBinary), dir: tb.TempDir()}
-	s.argv = func(port int) []string { return argv(port, s.dir) }
-	tb.Cleanup(s.Kill)
-	if err := s.startOnFreePort(); err != nil {
-		tb.Fatalf("redistest: %v", err)
+// kill kills every server started.
+func (st *Sentinel) kill() {
+	for _, s := range append([]*Server{st.master, st.replica}, st.sentinels...) {
+		if s != nil {
+			s.Kill()
+		}
 	}
-	return s
 }
 
 func (st *Sentinel) waitReady(ctx context.Context) error {
@@ -180,4 +218,56 @@ func (st *Sentinel) Sentinels() []*Server {
 // see it down after 1s and promote the replica.
 func (st *Sentinel) KillMaster() {
 	st.master.Kill()
+}
+
+// SharedSentinel is one Sentinel set for a whole test binary, as
+// SharedCluster is one Cluster: the first test that asks starts it,
+// TestMain stops it after m.Run. Tests sharing it must keep to their own
+// keys and channels (e.g. a key prefix of their own) and must not kill,
+// pause or restart its servers; a fault test starts a Sentinel of its own.
+type SharedSentinel struct {
+	mu  sync.Mutex // protects st, dir and err
+	st  *Sentinel
+	dir string
+	err error
+}
+
+// Get returns the shared Sentinel set, starting it on first use. Without
+// redis-server it skips tb, or fails it when CI is set (see Start); if the
+// set could not be started it fails tb, and every later caller.
+func (s *SharedSentinel) Get(tb testing.TB) *Sentinel {
+	tb.Helper()
+	bin := requireBinary(tb, findBinary)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil && s.err == nil {
+		s.st = &Sentinel{}
+		if s.dir, s.err = os.MkdirTemp("", "redistest-sentinel-"); s.err == nil {
+			s.err = s.st.start(nil, bin, s.dir)
+		}
+	}
+	if s.err != nil {
+		tb.Fatalf("redistest: shared sentinel: %v", s.err)
+	}
+	return s.st
+}
+
+// Close kills the shared set's servers, if it was started, and removes
+// their directories. Call it from TestMain once m.Run has returned.
+func (s *SharedSentinel) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil {
+		s.st.kill()
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+	}
+	s.st, s.dir, s.err = nil, "", errors.New("closed")
+}
+
+// Main is m with s closed once m's tests have run (see SharedCluster.Main);
+// m may be another Main, to close a shared cluster too.
+func (s *SharedSentinel) Main(m interface{ Run() int }) interface{ Run() int } {
+	return closeAfter{m, s.Close}
 }
