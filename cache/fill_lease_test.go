@@ -41,7 +41,7 @@ func receive(t *testing.T, ch <-chan string) string {
 func TestFillLeases(t *testing.T) {
 	ctx := context.Background()
 	k := Key{ID: "42", Scope: "abc"}
-	for _, be := range append(backends, clusterBackend) {
+	for _, be := range append(backends, clusterBackend, sentinelBackend) {
 		t.Run(be.name, func(t *testing.T) {
 			b := be.start(t)
 			// Two replicas' views of the same Redis: leases are shared,

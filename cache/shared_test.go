@@ -23,7 +23,7 @@ var sharedSentinel redistest.SharedSentinel
 // sharedSentinel.
 var sharedPrefixes atomic.Int64
 
-// clusterPrefix returns a key prefix no other store on sharedCluster uses.
+// sharedPrefix returns a key prefix no other store on the shared sets uses.
 // The tier's channel derives from it, so invalidations stay apart too.
 func sharedPrefix() string {
 	return "userproxy-t" + strconv.FormatInt(sharedPrefixes.Add(1), 10)
