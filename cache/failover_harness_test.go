@@ -149,7 +149,18 @@ func (tr *traffic) fillAll(t *testing.T, client redis.UniversalClient) {
 		}
 	}
 	wait := func(ctx context.Context, c *redis.Client) error {
-		return c.Do(ctx, "WAIT", 1, 5000).Err()
+		// WAIT in steps shorter than the client's read timeout (opTimeout):
+		// on a loaded machine replication may take longer than that.
+		deadline := time.Now().Add(testkit.DefaultWait)
+		for {
+			n, err := c.Do(ctx, "WAIT", 1, (opTimeout / 2).Milliseconds()).Int()
+			switch {
+			case err == nil && n >= 1:
+				return nil
+			case time.Now().After(deadline):
+				return fmt.Errorf("no replica acknowledged within %v (last: %d, %v)", testkit.DefaultWait, n, err)
+			}
+		}
 	}
 	var err error
 	switch c := client.(type) {

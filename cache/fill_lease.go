@@ -19,8 +19,9 @@ import (
 // the key's lease (SET NX PX with a random token, in the key's slot); the
 // others wait: the holder's Release tells them how the fill went, by a
 // message on a channel when anyone waited, and by a short-lived outcome key
-// that a waiter polling instead (its subscription down) still finds. If the
-// holder dies, its lease expires and the next waiter to ask takes it over.
+// that a waiter polling instead (its subscription down) still finds; both
+// name the lease they end, and only its waiters take them. If the holder
+// dies, its lease expires and the next waiter to ask takes it over.
 //
 // Outcomes are opaque strings to this package (the engine encodes them);
 // they must not be empty.
@@ -28,7 +29,7 @@ import (
 // Key layout, next to the user's entries (see Redis):
 //
 //	<prefix>:{<id>}:lease:<scope>  the lease: token, then "w" once anyone waits
-//	<prefix>:{<id>}:fill:<scope>   the last holder's outcome, for a moment
+//	<prefix>:{<id>}:fill:<scope>   the last holder's token and outcome, for a moment
 //
 // Every call goes through the store's circuit breaker and its caller's
 // deadline: with Redis slow or down, a caller learns so within its own
@@ -42,7 +43,20 @@ type FillLeases struct {
 	subscribed atomic.Bool // Run's subscription is confirmed
 
 	mu       sync.Mutex
-	watchers map[Key][]chan string
+	watchers map[Key][]chan LeaseState
+}
+
+// LeaseState is what TryLease found, or an announcement brought.
+type LeaseState struct {
+	// Token is set when the caller took the lease: it must Release it.
+	Token string
+	// Holder is the token of the lease the caller waits on: the one held
+	// now, or the one whose Outcome this is.
+	Holder string
+	// Outcome is what Holder released the lease with; "" while it holds it.
+	Outcome string
+	// Left is how long Holder's lease has left at most, while it holds it.
+	Left time.Duration
 }
 
 // NewFillLeases returns the fill leases of the replicas sharing r's Redis
@@ -54,27 +68,38 @@ func NewFillLeases(r *Redis) *FillLeases {
 		channel:  r.prefix + ":fills",
 		try:      redis.NewScript(tryLeaseScript),
 		release:  redis.NewScript(releaseLeaseScript),
-		watchers: map[Key][]chan string{},
+		watchers: map[Key][]chan LeaseState{},
 	}
 }
 
-// tryLeaseScript takes a lease unless one is held or a holder's outcome is
-// still there to read.
+// tryLeaseScript takes a lease unless one is held, or, for a caller that
+// waits on one, returns the outcome its holder (or a holder that took over
+// from it) left. A request that was not waiting, perhaps one after a write,
+// takes a lease of its own instead; taking one drops the last outcome, so
+// an outcome a waiter finds is always of a fill that began after it did.
 //
-// KEYS[1] lease key, KEYS[2] outcome key; ARGV[1] token, ARGV[2] TTL in ms.
-// Returns {1, "", 0} when taken, {0, outcome, 0} when an outcome is there,
-// and {0, "", ms} when another holds the lease for ms more (the lease is
-// then marked as waited on).
+// KEYS[1] lease key, KEYS[2] outcome key; ARGV[1] token, ARGV[2] TTL in ms,
+// ARGV[3] the token of the holder waited on, or "".
+// Returns {1} when taken; {0, holder, outcome} for a waiter when an
+// outcome is there; {0, holder, "", ms} when holder holds the lease for ms
+// more (the lease is then marked as waited on).
 const tryLeaseScript = `
-local o = redis.call('GET', KEYS[2])
-if o then return {0, o, 0} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, '', 0} end
+if ARGV[3] ~= '' then
+  local o = redis.call('GET', KEYS[2])
+  if o then return {0, string.sub(o, 1, #ARGV[1]), string.sub(o, #ARGV[1] + 1)} end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return {1}
+end
+local v = redis.call('GET', KEYS[1])
 redis.call('SETRANGE', KEYS[1], #ARGV[1], 'w')
-return {0, '', redis.call('PTTL', KEYS[1])}
+return {0, string.sub(v, 1, #ARGV[1]), '', redis.call('PTTL', KEYS[1])}
 `
 
 // releaseLeaseScript ends a lease still held under token: it drops the
-// lease, leaves the outcome for pollers and, if anyone waited, publishes it.
+// lease, leaves the outcome (after the token) for the waiters that poll
+// and, if anyone waited, publishes it.
 //
 // KEYS[1] lease key, KEYS[2] outcome key; ARGV[1] token, ARGV[2] outcome,
 // ARGV[3] outcome TTL in ms, ARGV[4] channel, ARGV[5] message.
@@ -84,7 +109,7 @@ const releaseLeaseScript = `
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
 if #v > #ARGV[1] then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 2
@@ -96,36 +121,42 @@ return 1
 // a holder whose lease expired cannot release its successor's.
 const tokenLen = 16
 
-// TryLease tries to take k's lease for ttl. A non-empty token means this
-// caller holds it and must Release it. Otherwise outcome is what the last
-// holder released it with, if that is recent, or "" while another replica
-// holds the lease, for left more at most: call Watch before, and TryLease
-// again to poll.
-func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration) (token, outcome string, left time.Duration, err error) {
+// TryLease tries to take k's lease for ttl. A non-empty Token means this
+// caller holds it and must Release it. Otherwise Holder holds it, for Left
+// more at most, or, for a caller waiting on a lease (holder is its token;
+// "" for none), Outcome says how the fill went. Call Watch before, and
+// TryLease again to poll.
+func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration, holder string) (LeaseState, error) {
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
-		return "", "", 0, fmt.Errorf("taking fill lease: %w", err)
+		return LeaseState{}, fmt.Errorf("taking fill lease: %w", err)
 	}
 	var b [tokenLen / 2]byte
 	rand.Read(b[:])
 	tok := hex.EncodeToString(b[:])
 	var reply []any
-	err = l.r.guard(func() (err error) {
-		reply, err = l.try.Run(ctx, l.r.client, []string{l.leaseKey(k), l.outcomeKey(k)}, tok, max(ttl.Milliseconds(), 1)).Slice()
+	err := l.r.guard(func() (err error) {
+		reply, err = l.try.Run(ctx, l.r.client, []string{l.leaseKey(k), l.outcomeKey(k)}, tok, max(ttl.Milliseconds(), 1), holder).Slice()
 		return err
 	})
 	if err != nil {
-		return "", "", 0, fmt.Errorf("taking fill lease: %w", err)
+		return LeaseState{}, fmt.Errorf("taking fill lease: %w", err)
 	}
-	if len(reply) != 3 {
-		return "", "", 0, errors.New("taking fill lease: unexpected reply")
+	if len(reply) == 1 {
+		return LeaseState{Token: tok}, nil
 	}
-	won, _ := reply[0].(int64)
-	outcome, _ = reply[1].(string)
-	ms, _ := reply[2].(int64)
-	if won == 1 {
-		return tok, "", 0, nil
+	var st LeaseState
+	if len(reply) >= 3 {
+		st.Holder, _ = reply[1].(string)
+		st.Outcome, _ = reply[2].(string)
 	}
-	return "", outcome, time.Duration(max(ms, 0)) * time.Millisecond, nil
+	if len(reply) == 4 {
+		ms, _ := reply[3].(int64)
+		st.Left = time.Duration(max(ms, 0)) * time.Millisecond
+	}
+	if st.Holder == "" || (st.Outcome == "" && len(reply) != 4) {
+		return LeaseState{}, errors.New("taking fill lease: unexpected reply")
+	}
+	return st, nil
 }
 
 // Subscribed reports whether Run's subscription is confirmed, so that an
@@ -133,9 +164,9 @@ func (l *FillLeases) TryLease(ctx context.Context, k Key, ttl time.Duration) (to
 func (l *FillLeases) Subscribed() bool { return l.subscribed.Load() }
 
 // Release ends k's lease held under token with outcome (not empty), which
-// stays readable by pollers for linger, and is announced to the replicas
-// that waited. A lease that expired meanwhile is left to whoever holds it
-// now: released reports whether this one still was ours.
+// stays readable by the waiters that poll for linger, and is announced to
+// the replicas that waited. A lease that expired meanwhile is left to
+// whoever holds it now: released reports whether this one still was ours.
 func (l *FillLeases) Release(ctx context.Context, k Key, token, outcome string, linger time.Duration) (released bool, err error) {
 	if outcome == "" {
 		return false, errors.New("releasing fill lease: empty outcome")
@@ -143,7 +174,7 @@ func (l *FillLeases) Release(ctx context.Context, k Key, token, outcome string, 
 	var n int64
 	err = l.r.guard(func() (err error) {
 		n, err = l.release.Run(ctx, l.r.client, []string{l.leaseKey(k), l.outcomeKey(k)},
-			token, outcome, max(linger.Milliseconds(), 1), l.channel, announcement(k, outcome)).Int64()
+			token, outcome, max(linger.Milliseconds(), 1), l.channel, announcement(k, token+outcome)).Int64()
 		return err
 	})
 	if err != nil {
@@ -153,11 +184,11 @@ func (l *FillLeases) Release(ctx context.Context, k Key, token, outcome string, 
 }
 
 // Watch registers for announcements of k's outcomes until stop is called.
-// The channel holds the latest one not yet received; an empty string asks
-// the watcher to poll now (the subscription was re-established, so an
-// announcement may have been missed).
-func (l *FillLeases) Watch(k Key) (announced <-chan string, stop func()) {
-	ch := make(chan string, 1)
+// The channel holds the latest one not yet received (Holder and Outcome
+// set); a zero LeaseState asks the watcher to poll now (the subscription
+// was re-established, so an announcement may have been missed).
+func (l *FillLeases) Watch(k Key) (announced <-chan LeaseState, stop func()) {
+	ch := make(chan LeaseState, 1)
 	l.mu.Lock()
 	l.watchers[k] = append(l.watchers[k], ch)
 	l.mu.Unlock()
@@ -179,17 +210,17 @@ func (l *FillLeases) Watch(k Key) (announced <-chan string, stop func()) {
 	}
 }
 
-// notify hands outcome to k's watchers, replacing any they have not yet
-// received; with all, every watcher of every key.
-func (l *FillLeases) notify(k Key, all bool, outcome string) {
+// notify hands st to k's watchers, replacing any they have not yet
+// received; with all, to every watcher of every key.
+func (l *FillLeases) notify(k Key, all bool, st LeaseState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	send := func(ch chan string) {
+	send := func(ch chan LeaseState) {
 		select {
 		case <-ch:
 		default:
 		}
-		ch <- outcome // cannot block: buffered, emptied above, one sender (under mu)
+		ch <- st // cannot block: buffered, emptied above, one sender (under mu)
 	}
 	if all {
 		for _, ws := range l.watchers {
@@ -239,11 +270,11 @@ func (l *FillLeases) Run(ctx context.Context) error {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				l.subscribed.Store(true)
-				l.notify(Key{}, true, "")
+				l.notify(Key{}, true, LeaseState{})
 			}
 		case *redis.Message:
-			if k, outcome, ok := parseAnnouncement(m.Payload); ok {
-				l.notify(k, false, outcome)
+			if k, o, ok := parseAnnouncement(m.Payload); ok && len(o) > tokenLen {
+				l.notify(k, false, LeaseState{Holder: o[:tokenLen], Outcome: o[tokenLen:]})
 			}
 		}
 	}

@@ -27,14 +27,14 @@ func newLeases(t *testing.T, b backend) *FillLeases {
 }
 
 // receive waits for an announcement on ch.
-func receive(t *testing.T, ch <-chan string) string {
+func receive(t *testing.T, ch <-chan LeaseState) LeaseState {
 	t.Helper()
 	select {
-	case o := <-ch:
-		return o
+	case st := <-ch:
+		return st
 	case <-time.After(testkit.DefaultWait):
 		t.Fatal("no announcement")
-		return ""
+		return LeaseState{}
 	}
 }
 
@@ -52,43 +52,67 @@ func TestFillLeases(t *testing.T) {
 				k := Key{ID: "1", Scope: k.Scope}
 				announced, stop := c.Watch(k)
 				defer stop()
-				// The subscription's confirmation asks every watcher to
-				// poll; what counts is the announcement after it.
-				tok, _, _, err := a.TryLease(ctx, k, time.Minute)
-				if err != nil || len(tok) != tokenLen {
-					t.Fatalf("first TryLease: token %q, err %v; want the lease", tok, err)
+				held, err := a.TryLease(ctx, k, time.Minute, "")
+				if err != nil || len(held.Token) != tokenLen {
+					t.Fatalf("first TryLease: %+v, err %v; want the lease", held, err)
 				}
-				if tok2, o, left, err := c.TryLease(ctx, k, time.Minute); err != nil || tok2 != "" || o != "" || left <= 0 || left > time.Minute {
-					t.Fatalf("second TryLease: token %q outcome %q left %v err %v; want held by another for up to a minute", tok2, o, left, err)
+				w, err := c.TryLease(ctx, k, time.Minute, "")
+				if err != nil || w.Token != "" || w.Holder != held.Token || w.Outcome != "" || w.Left <= 0 || w.Left > time.Minute {
+					t.Fatalf("second TryLease: %+v, err %v; want held by %s for up to a minute", w, err, held.Token)
 				}
 				testkit.Await(t, "the waiter's subscription to be confirmed", func() bool {
-					// Published to nobody until it is: retry the
-					// announcement path through a fresh key each time.
 					return publishReaches(t, a, c)
 				})
-				if ok, err := a.Release(ctx, k, tok, "s", time.Minute); err != nil || !ok {
+				if ok, err := a.Release(ctx, k, held.Token, "s", time.Minute); err != nil || !ok {
 					t.Fatalf("Release: %v, %v; want released", ok, err)
 				}
-				for o := receive(t, announced); o != "s"; o = receive(t, announced) {
-					if o != "" {
-						t.Fatalf("announced %q, want s", o)
-					}
+				// The subscription's confirmation asks every watcher to
+				// poll (a zero state); what counts is the announcement.
+				got := receive(t, announced)
+				for got == (LeaseState{}) {
+					got = receive(t, announced)
 				}
-				// A poller that missed the message finds the outcome.
-				if tok, o, _, err := c.TryLease(ctx, k, time.Minute); err != nil || tok != "" || o != "s" {
-					t.Fatalf("TryLease after release: token %q outcome %q err %v; want outcome s", tok, o, err)
+				if got.Holder != held.Token || got.Outcome != "s" {
+					t.Fatalf("announced %+v, want holder %s, outcome s", got, held.Token)
+				}
+				// A waiter that missed the message finds the outcome.
+				if st, err := c.TryLease(ctx, k, time.Minute, held.Token); err != nil || st.Token != "" || st.Outcome != "s" {
+					t.Fatalf("the waiter's TryLease after release: %+v, err %v; want outcome s", st, err)
+				}
+				// A later request was not waiting on that lease: it takes
+				// one of its own (after a write, the old outcome is news
+				// of nothing).
+				if st, err := c.TryLease(ctx, k, time.Minute, ""); err != nil || st.Token == "" {
+					t.Fatalf("a later TryLease: %+v, err %v; want a lease of its own", st, err)
+				}
+			})
+
+			t.Run("a waiter never gets an outcome from before its lease", func(t *testing.T) {
+				k := Key{ID: "7", Scope: k.Scope}
+				prev, _ := a.TryLease(ctx, k, time.Minute, "")
+				if ok, err := a.Release(ctx, k, prev.Token, "eb", time.Minute); err != nil || !ok {
+					t.Fatalf("Release: %v, %v", ok, err)
+				}
+				// A later miss takes a lease of its own despite the
+				// outcome still lingering, which then goes.
+				held, err := a.TryLease(ctx, k, time.Minute, "")
+				if err != nil || held.Token == "" {
+					t.Fatalf("TryLease after an outcome: %+v, %v; want a lease", held, err)
+				}
+				if st, err := c.TryLease(ctx, k, time.Minute, held.Token); err != nil || st.Outcome != "" || st.Holder != held.Token {
+					t.Fatalf("waiter: %+v, %v; want the lease still held, no outcome", st, err)
 				}
 			})
 
 			t.Run("an uncontended release announces nothing", func(t *testing.T) {
 				k := Key{ID: "2", Scope: k.Scope}
-				tok, _, _, err := a.TryLease(ctx, k, time.Minute)
-				if err != nil || tok == "" {
-					t.Fatalf("TryLease: %q, %v", tok, err)
+				held, err := a.TryLease(ctx, k, time.Minute, "")
+				if err != nil || held.Token == "" {
+					t.Fatalf("TryLease: %+v, %v", held, err)
 				}
 				var n int64
 				err = a.r.guard(func() (err error) {
-					n, err = a.release.Run(ctx, a.r.client, []string{a.leaseKey(k), a.outcomeKey(k)}, tok, "s", 60000, a.channel, announcement(k, "s")).Int64()
+					n, err = a.release.Run(ctx, a.r.client, []string{a.leaseKey(k), a.outcomeKey(k)}, held.Token, "s", 60000, a.channel, announcement(k, held.Token+"s")).Int64()
 					return err
 				})
 				if err != nil || n != 1 {
@@ -98,55 +122,55 @@ func TestFillLeases(t *testing.T) {
 
 			t.Run("a lease outlived by its holder is taken over", func(t *testing.T) {
 				k := Key{ID: "3", Scope: k.Scope}
-				old, _, _, err := a.TryLease(ctx, k, 50*time.Millisecond)
-				if err != nil || old == "" {
-					t.Fatalf("TryLease: %q, %v", old, err)
+				old, err := a.TryLease(ctx, k, 50*time.Millisecond, "")
+				if err != nil || old.Token == "" {
+					t.Fatalf("TryLease: %+v, %v", old, err)
 				}
 				if !b.real {
 					b.elapse(t, time.Second)
 				}
-				var tok string
+				var now LeaseState
 				testkit.Await(t, "the lease to expire and be taken over", func() bool {
-					tok, _, _, err = c.TryLease(ctx, k, time.Minute)
-					return err == nil && tok != ""
+					now, err = c.TryLease(ctx, k, time.Minute, old.Token)
+					return err == nil && now.Token != ""
 				})
 				// The old holder's late release must not end the new one.
-				if ok, err := a.Release(ctx, k, old, "s", time.Minute); err != nil || ok {
+				if ok, err := a.Release(ctx, k, old.Token, "s", time.Minute); err != nil || ok {
 					t.Fatalf("stale Release: %v, %v; want not ours", ok, err)
 				}
-				if tok2, o, _, _ := a.TryLease(ctx, k, time.Minute); tok2 != "" || o != "" {
-					t.Fatalf("after a stale release: token %q outcome %q; want still held", tok2, o)
+				if st, _ := a.TryLease(ctx, k, time.Minute, old.Token); st.Token != "" || st.Outcome != "" || st.Holder != now.Token {
+					t.Fatalf("after a stale release: %+v; want still held by %s", st, now.Token)
 				}
-				if ok, err := c.Release(ctx, k, tok, "eb", time.Minute); err != nil || !ok {
+				if ok, err := c.Release(ctx, k, now.Token, "eb", time.Minute); err != nil || !ok {
 					t.Fatalf("Release: %v, %v", ok, err)
 				}
 			})
 
 			t.Run("the outcome lingers only as long as asked", func(t *testing.T) {
 				k := Key{ID: "4", Scope: k.Scope}
-				tok, _, _, _ := a.TryLease(ctx, k, time.Minute)
-				if ok, err := a.Release(ctx, k, tok, "n", 50*time.Millisecond); err != nil || !ok {
+				held, _ := a.TryLease(ctx, k, time.Minute, "")
+				if ok, err := a.Release(ctx, k, held.Token, "n", 50*time.Millisecond); err != nil || !ok {
 					t.Fatalf("Release: %v, %v", ok, err)
 				}
 				if !b.real {
 					b.elapse(t, time.Second)
 				}
 				testkit.Await(t, "the outcome to expire and the lease to be free", func() bool {
-					tok, _, _, err := c.TryLease(ctx, k, time.Minute)
-					return err == nil && tok != ""
+					st, err := c.TryLease(ctx, k, time.Minute, held.Token)
+					return err == nil && st.Token != ""
 				})
 			})
 
 			t.Run("scopes and users are apart", func(t *testing.T) {
 				for _, other := range []Key{{ID: "5", Scope: "x"}, {ID: "5", Scope: "y"}, {ID: "6", Scope: "x"}} {
-					if tok, _, _, err := a.TryLease(ctx, other, time.Minute); err != nil || tok == "" {
-						t.Errorf("TryLease(%v): %q, %v; want each key its own lease", other, tok, err)
+					if st, err := a.TryLease(ctx, other, time.Minute, ""); err != nil || st.Token == "" {
+						t.Errorf("TryLease(%v): %+v, %v; want each key its own lease", other, st, err)
 					}
 				}
 			})
 
 			t.Run("invalid keys and outcomes", func(t *testing.T) {
-				if _, _, _, err := a.TryLease(ctx, Key{ID: "4{2}"}, time.Minute); !errors.Is(err, ErrInvalidKey) {
+				if _, err := a.TryLease(ctx, Key{ID: "4{2}"}, time.Minute, ""); !errors.Is(err, ErrInvalidKey) {
 					t.Errorf("TryLease: %v, want ErrInvalidKey", err)
 				}
 				if _, err := a.Release(ctx, k, "t", "", time.Minute); err == nil {
@@ -164,13 +188,13 @@ func publishReaches(t *testing.T, a, c *FillLeases) bool {
 	probe := Key{ID: "probe", Scope: "p"}
 	ch, stop := c.Watch(probe)
 	defer stop()
-	if err := a.r.client.Publish(context.Background(), a.channel, announcement(probe, "s")).Err(); err != nil {
+	if err := a.r.client.Publish(context.Background(), a.channel, announcement(probe, "0123456789abcdefs")).Err(); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	for {
 		select {
-		case o := <-ch:
-			if o == "s" {
+		case st := <-ch:
+			if st.Outcome == "s" {
 				return true
 			}
 		case <-time.After(100 * time.Millisecond):
@@ -184,7 +208,7 @@ func TestFillLeasesRedisDown(t *testing.T) {
 	srv := b.client
 	l := NewFillLeases(NewRedis(srv, RedisOptions{}))
 	srv.Close() // every call now fails at once
-	if _, _, _, err := l.TryLease(context.Background(), Key{ID: "1"}, time.Minute); err == nil {
+	if _, err := l.TryLease(context.Background(), Key{ID: "1"}, time.Minute, ""); err == nil {
 		t.Fatal("TryLease on a closed client: no error")
 	}
 }

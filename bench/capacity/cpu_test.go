@@ -147,7 +147,8 @@ func TestRedisCPU(t *testing.T) {
 					if err != nil || ok {
 						return fmt.Errorf("user %d: ok %v, err %v; want a miss", i, ok, err)
 					}
-					token, _, _, err := leases.TryLease(ctx, k, 3*time.Second)
+					st, err := leases.TryLease(ctx, k, 3*time.Second, "")
+					token := st.Token
 					if err != nil || token == "" {
 						return fmt.Errorf("user %d: lease not taken (err %v)", i, err)
 					}

@@ -17,17 +17,17 @@ import (
 // (cache.FillLeases). The local single flight stays in front: a replica asks
 // for at most one lease per key at a time.
 type Leases interface {
-	// Watch registers for k's announced outcomes until stop; an empty
-	// string asks the watcher to poll now.
-	Watch(k cache.Key) (announced <-chan string, stop func())
-	// TryLease takes k's lease for ttl (token != "") or reports the last
-	// holder's recent outcome ("" while another replica holds the lease,
-	// for left more at most).
-	TryLease(ctx context.Context, k cache.Key, ttl time.Duration) (token, outcome string, left time.Duration, err error)
-	// Subscribed reports whether announcements reach this replica now.
-	Subscribed() bool
+	// Watch registers for k's announced outcomes until stop; a zero
+	// LeaseState asks the watcher to poll now.
+	Watch(k cache.Key) (announced <-chan cache.LeaseState, stop func())
+	// TryLease takes k's lease for ttl (Token set), or says who holds it
+	// (Holder, for Left more at most), or how holder's fill went
+	// (Outcome), holder being the token of the lease waited on, if any.
+	TryLease(ctx context.Context, k cache.Key, ttl time.Duration, holder string) (cache.LeaseState, error)
 	// Release ends a held lease with outcome, readable by pollers for linger.
 	Release(ctx context.Context, k cache.Key, token, outcome string, linger time.Duration) (bool, error)
+	// Subscribed reports whether announcements reach this replica now.
+	Subscribed() bool
 }
 
 // Outcomes of a leased fill, as told to the replicas that waited on it.
@@ -95,20 +95,25 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 	announced, stop := e.leases.Watch(k) // before asking: no announcement slips between
 	defer stop()
 	result := metrics.LeaseWon
-	token, outcome, left, err := e.tryLease(ctx, k)
-	poll := time.NewTimer(e.nextPoll(left))
+	st, err := e.tryLease(ctx, k, "")
+	poll := time.NewTimer(e.nextPoll(st.Left))
 	defer poll.Stop()
-	for token == "" && outcome == "" {
+	for st.Token == "" && st.Outcome == "" {
 		if err != nil {
 			e.m.FillLeases.WithLabelValues(metrics.LeaseFallback).Inc()
 			e.log.Warn("fill lease unavailable; filling without it", "id", k.ID, "err", err)
 			return nil
 		}
 		select {
-		case outcome = <-announced:
-			if outcome != "" {
-				continue
+		case a := <-announced:
+			if a.Holder != "" {
+				if a.Holder == st.Holder {
+					st = a
+				}
+				continue // the end of this lease, or of another: keep waiting
 			}
+			// The subscription came back: announcements may have been
+			// missed. Ask now.
 		case <-poll.C:
 		case <-ctx.Done():
 			// The holder took longer than this whole fill may: answer
@@ -117,10 +122,11 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 			e.m.FillLeases.WithLabelValues(metrics.LeaseWaited).Inc()
 			return &fillResult{err: ctx.Err()}
 		}
-		token, outcome, left, err = e.tryLease(ctx, k)
-		poll.Reset(e.nextPoll(left))
+		st, err = e.tryLease(ctx, k, st.Holder)
+		poll.Reset(e.nextPoll(st.Left))
 		result = metrics.LeaseExpired // if this try took the lease: the holder never answered
 	}
+	token, outcome := st.Token, st.Outcome
 	if token != "" {
 		e.m.FillLeases.WithLabelValues(result).Inc()
 		return e.fillHeld(ctx, k, cred, gen, token)
@@ -152,10 +158,10 @@ func (e *Engine) nextPoll(left time.Duration) time.Duration {
 }
 
 // tryLease is one TryLease within the cache budget.
-func (e *Engine) tryLease(ctx context.Context, k cache.Key) (token, outcome string, left time.Duration, err error) {
+func (e *Engine) tryLease(ctx context.Context, k cache.Key, holder string) (cache.LeaseState, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cacheTO)
 	defer cancel()
-	return e.leases.TryLease(ctx, k, e.leaseTTL)
+	return e.leases.TryLease(ctx, k, e.leaseTTL, holder)
 }
 
 // fillHeld fills k under the lease held with token, then releases it with

@@ -173,8 +173,8 @@ func TestLeaseOfADeadHolderIsTakenOver(t *testing.T) {
 	}
 	k := cache.Key{ID: "9", Scope: scopeOf(t, srv.URL(), "9")}
 	testkit.Await(t, "the dead holder to take the lease (once the first fill's outcome is gone)", func() bool {
-		tok, _, _, err := r.leases.TryLease(context.Background(), k, 300*time.Millisecond)
-		return err == nil && tok != ""
+		st, err := r.leases.TryLease(context.Background(), k, 300*time.Millisecond, "")
+		return err == nil && st.Token != ""
 	})
 	o := get(r.e, "9", alice)
 	if o.Status != 200 || up.calls.Load() != 2 {
