@@ -250,21 +250,9 @@ func (l *FillLeases) Run(ctx context.Context) error {
 	}()
 	defer l.subscribed.Store(false)
 	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			l.subscribed.Store(false)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, redis.ErrClosed) {
-				return errors.New("fill announcement subscription closed")
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(receiveRetry):
-			}
-			continue
+		msg, err := receive(ctx, ps, func() { l.subscribed.Store(false) })
+		if msg == nil {
+			return err
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:

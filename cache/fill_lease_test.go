@@ -26,8 +26,8 @@ func newLeases(t *testing.T, b backend) *FillLeases {
 	return l
 }
 
-// receive waits for an announcement on ch.
-func receive(t *testing.T, ch <-chan LeaseState) LeaseState {
+// announcedOn waits for an announcement on ch.
+func announcedOn(t *testing.T, ch <-chan LeaseState) LeaseState {
 	t.Helper()
 	select {
 	case st := <-ch:
@@ -68,9 +68,9 @@ func TestFillLeases(t *testing.T) {
 				}
 				// The subscription's confirmation asks every watcher to
 				// poll (a zero state); what counts is the announcement.
-				got := receive(t, announced)
+				got := announcedOn(t, announced)
 				for got == (LeaseState{}) {
-					got = receive(t, announced)
+					got = announcedOn(t, announced)
 				}
 				if got.Holder != held.Token || got.Outcome != "s" {
 					t.Fatalf("announced %+v, want holder %s, outcome s", got, held.Token)

@@ -47,22 +47,12 @@ func (t *Tiered) Run(ctx context.Context) error {
 	}()
 	confirmed := false // has a pong come back on this subscription
 	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
+		msg, err := receive(ctx, ps, func() {
 			t.leaseFrom.Store(0)
 			t.dropAllLocal()
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, redis.ErrClosed) {
-				return errors.New("invalidation subscription closed")
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(receiveRetry):
-			}
-			continue
+		})
+		if msg == nil {
+			return err
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -118,6 +108,31 @@ func (t *Tiered) heartbeat(ctx context.Context, ps *redis.PubSub, kick <-chan st
 			return
 		case <-tick.C:
 		case <-kick:
+		}
+	}
+}
+
+// receive returns the next message on ps. A receive error is reported to
+// failed (messages may have been missed) and waited out: go-redis
+// reconnects and resubscribes after one. msg is nil when ctx is done (err
+// nil) or ps was closed (err says so).
+func receive(ctx context.Context, ps *redis.PubSub, failed func()) (msg any, err error) {
+	for {
+		msg, err := ps.Receive(ctx)
+		if err == nil {
+			return msg, nil
+		}
+		failed()
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.Is(err, redis.ErrClosed):
+			return nil, errors.New("subscription closed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(receiveRetry):
 		}
 	}
 }
