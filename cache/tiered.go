@@ -403,6 +403,9 @@ func (t *Tiered) InvalidateAll(ctx context.Context) error {
 // Ping reports whether Redis answers.
 func (t *Tiered) Ping(ctx context.Context) error { return t.l2.Ping(ctx) }
 
+// BreakerState reports the state of the Redis store's circuit breaker.
+func (t *Tiered) BreakerState() BreakerState { return t.l2.BreakerState() }
+
 func (t *Tiered) publish(ctx context.Context, msg string) error {
 	if err := t.l2.client.Publish(ctx, t.channel, msg).Err(); err != nil {
 		return fmt.Errorf("publishing invalidation: %w", err)

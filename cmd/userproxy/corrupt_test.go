@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/userproxy/userproxy/internal/redistest"
+	"github.com/userproxy/userproxy/internal/testkit"
 	"github.com/userproxy/userproxy/upstream/upstreamtest"
 )
 
@@ -33,15 +35,23 @@ func TestCorruptEntryCountsAsDecodeError(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer client.Close()
 	ctx := context.Background()
-	keys, err := client.Keys(ctx, "*").Result() // our own test server: KEYS is fine here
-	if err != nil {
-		t.Fatal(err)
+	// The miss answered before its store and its lease's release: wait for
+	// both (the entry there, the lease gone).
+	isEntry := func(k string) bool {
+		return !strings.HasSuffix(k, ":gen") && !strings.Contains(k, "}:fill:") && !strings.Contains(k, "}:lease:")
 	}
+	var keys []string
+	testkit.Await(t, "the fill's store and release", func() bool {
+		var err error
+		keys, err = client.Keys(ctx, "*").Result() // our own test server: KEYS is fine here
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.IndexFunc(keys, isEntry) >= 0 && !slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, "}:lease:") })
+	})
 	spoilt := 0
 	for _, k := range keys {
-		// Entry keys only: not the generation, nor the fill lease's
-		// outcome (<prefix>:{<id>}:fill:<scope>).
-		if !strings.HasSuffix(k, ":gen") && !strings.Contains(k, "}:fill:") {
+		if isEntry(k) {
 			if err := client.Set(ctx, k, "garbage", redis.KeepTTL).Err(); err != nil {
 				t.Fatal(err)
 			}

@@ -62,8 +62,12 @@ type fleet struct {
 func startFleet(t *testing.T, redisURL, upstreamURL string, args ...string) *fleet {
 	t.Helper()
 	f := &fleet{client: testkit.HTTPClient(t)}
+	// -redis-timeout 250ms, not the default 50ms: under -race on a loaded
+	// 2-core machine a cache read may take longer, and a replica whose
+	// read fails fills alone, which these tests would count against the
+	// fleet. A test's own args come later and win.
 	base := []string{"-upstream-url", upstreamURL, "-redis-url", redisURL,
-		"-key-secret", fleetKeySecret, "-admin-token", fleetAdminToken}
+		"-key-secret", fleetKeySecret, "-admin-token", fleetAdminToken, "-redis-timeout", "250ms"}
 	tier := !slices.Contains(args, "-l1-ttl") || args[slices.Index(args, "-l1-ttl")+1] != "0"
 	for range fleetSize {
 		f.replicas = append(f.replicas, start(t, append(base, args...)...))

@@ -179,6 +179,7 @@ type Engine struct {
 	closed     bool          // Close has begun
 	closing    chan struct{} // closed by Close
 	background sync.WaitGroup
+	storing    inflight // stores of fills that have answered (spawn)
 }
 
 // New returns an Engine for opts.
@@ -267,6 +268,7 @@ func (e *Engine) Close() {
 		close(e.closing)
 	}
 	e.lifeMu.Unlock()
+	e.storing.wait()
 	e.background.Wait()
 }
 

@@ -60,9 +60,13 @@ func basic(user, pass string) readthrough.Request {
 	return readthrough.Request{Authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)), Authorizations: 1}
 }
 
+// get answers r for id and waits for the fill's store, if any, so that the
+// next request finds it (Engine.Settle).
 func get(e *readthrough.Engine, id string, r readthrough.Request) readthrough.Outcome {
 	r.ID = id
-	return e.Get(context.Background(), r)
+	o := e.Get(context.Background(), r)
+	e.Settle()
+	return o
 }
 
 // TestEngineMissThenHit: the engine alone, no HTTP: a miss fills and
@@ -180,5 +184,52 @@ func TestEngineIfNoneMatch(t *testing.T) {
 	r.IfNoneMatch = string(etag)
 	if o := get(e, "4", r); o.Status != http.StatusNotModified || o.Body != nil || o.Kind != readthrough.KindHit {
 		t.Errorf("matching If-None-Match: got status %d body %q kind %d, want a 304 hit without body", o.Status, o.Body, o.Kind)
+	}
+}
+
+// gatedStore holds every Set until gate is closed, counting the Sets that
+// began.
+type gatedStore struct {
+	readthrough.Store
+	gate chan struct{}
+	sets atomic.Int64
+}
+
+func (s *gatedStore) Set(ctx context.Context, k cache.Key, e cache.Entry, ttl time.Duration, gen uint64) error {
+	s.sets.Add(1)
+	<-s.gate
+	return s.Store.Set(ctx, k, e, ttl, gen)
+}
+
+// TestMissAnswersBeforeItsStore: a cold miss is answered as soon as the
+// upstream's body is validated, with the store still running ("stored"
+// means it was issued); a request that arrives during the store joins the
+// fill and gets its body without an upstream call; once the store is done,
+// the next request is a hit.
+func TestMissAnswersBeforeItsStore(t *testing.T) {
+	up := &fakeUpstream{}
+	clock := testkit.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	store := &gatedStore{Store: cache.NewMemory(cache.MemoryOptions{Now: clock.Now}), gate: make(chan struct{})}
+	e, err := readthrough.New(readthrough.Options{Store: store, Upstream: up, KeySecret: []byte("s"), Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	alice := basic("alice", "pw")
+	alice.ID = "5"
+
+	first := e.Get(context.Background(), alice) // returns although the store is held
+	if first.Status != 200 || !first.Stored || first.Kind != readthrough.KindMiss {
+		t.Fatalf("first: %+v, want a 200 miss, stored (issued)", first)
+	}
+	testkit.Await(t, "the store to begin", func() bool { return store.sets.Load() == 1 })
+	during := e.Get(context.Background(), alice)
+	if during.Status != 200 || string(during.Body) != string(first.Body) || !during.Collapsed || up.calls.Load() != 1 {
+		t.Fatalf("during the store: %+v after %d upstream calls, want the fill's body, collapsed, 1 call", during, up.calls.Load())
+	}
+	close(store.gate)
+	e.Settle()
+	if hit := get(e, "5", alice); hit.Kind != readthrough.KindHit || up.calls.Load() != 1 {
+		t.Fatalf("after the store: %+v, want a hit", hit)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/userproxy/userproxy/cache"
@@ -89,19 +90,33 @@ type lookupResult struct {
 // carries on for the other waiters and the cache. register, when this call
 // leads the fill, registers it as k's miss fill while it runs.
 func (e *Engine) fill(ctx context.Context, r *Request, k cache.Key, cred upstream.Credentials, force bool, written uint64, seen lookupResult, register bool) (res *fillResult, collapsed bool, err error) {
-	res, collapsed, err = e.flights.Do(ctx, flightKey(k, force, written), func() (*fillResult, error) {
+	res, collapsed, err = e.flights.DoThen(ctx, flightKey(k, force, written), func() (*fillResult, func(), error) {
+		ke := keyEpoch{k, written}
 		if register {
-			ke := keyEpoch{k, written}
 			e.misses.Add(ke)
-			defer e.misses.Remove(ke)
 		}
 		// Detached from the client that happens to lead: its leaving
 		// must neither cancel the other waiters' answer nor count as an
 		// upstream failure. Bounded by FillTimeout instead.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(forwardContext(ctx, r)), e.fillTO)
-		defer cancel()
-		return e.doFill(fctx, k, cred, force, seen), nil
-	})
+		res, then := e.doFill(fctx, k, cred, force, seen)
+		done := func() {
+			cancel()
+			if register {
+				e.misses.Remove(ke)
+			}
+		}
+		if then == nil {
+			done()
+			return res, nil, nil
+		}
+		// Answered; the fill stays registered, and joinable, until its
+		// store is done.
+		return res, func() {
+			defer done()
+			then()
+		}, nil
+	}, e.spawn)
 	if err != nil {
 		return nil, collapsed, err
 	}
@@ -111,8 +126,58 @@ func (e *Engine) fill(ctx context.Context, r *Request, k cache.Key, cred upstrea
 	return res, collapsed, nil
 }
 
-// doFill runs inside the single flight for k.
-func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) *fillResult {
+// spawn runs f, the rest of a fill that has answered (its store), on a
+// goroutine of its own that Close and Settle wait for.
+func (e *Engine) spawn(f func()) {
+	e.storing.add(1)
+	go func() {
+		defer e.storing.add(-1)
+		f()
+	}()
+}
+
+// inflight counts work in progress. Unlike a sync.WaitGroup's, its wait may
+// run while work is added (Settle during other requests' fills).
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond // signalled when n drops to 0; L is &mu
+}
+
+func (f *inflight) add(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += d
+	if f.n == 0 && f.idle.L != nil {
+		f.idle.Broadcast()
+	}
+}
+
+// wait returns once no work is in progress.
+func (f *inflight) wait() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.idle.L == nil {
+		f.idle.L = &f.mu
+	}
+	for f.n > 0 {
+		f.idle.Wait()
+	}
+}
+
+// Settle waits until every fill that has answered has finished its store,
+// so that a request sent afterwards finds what they stored. Requests that
+// come earlier join those fills instead. Tests use it to order requests;
+// Close waits the same way.
+func (e *Engine) Settle() { e.storing.wait() }
+
+// doFill runs inside the single flight for k. It returns the answer as
+// soon as there is one, and then, the rest of the fill (the store) to run
+// after the answer, or nil when nothing is left to do. Cold misses answer
+// before the store: requests that arrive while it runs join the fill
+// (still registered) and get its answer; Stored means the store was
+// issued.
+func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credentials, force bool, seen lookupResult) (res *fillResult, then func()) {
 	// Re-check the cache inside the flight: a flight for this key that
 	// finished between our lookup and this call has already stored the
 	// answer, and must not cost a second upstream call. The generation the
@@ -122,14 +187,16 @@ func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credenti
 	// With an in-process tier the re-check costs no I/O (a finished flight
 	// stored into the tier too) and the request's own lookup, just made,
 	// supplies the generation. Without one, the store is re-read only if a
-	// fill for the key may have ended since that lookup.
-	defer e.ended.Bump(coalesce.Hash2(k.ID, k.Scope))
+	// fill for the key may have ended since that lookup: a fill ends once
+	// its store is done (ended, bumped last).
+	ended := func() { e.ended.Bump(coalesce.Hash2(k.ID, k.Scope)) }
 	var gen uint64
 	var cacheErr bool
 	switch {
 	case e.local != nil && seen.done:
 		if en, _, ok := e.local.GetLocal(k); ok && !force && e.now().Before(en.Expires) && !e.pending.has(k.ID) {
-			return &fillResult{entry: en, fromCache: true}
+			ended()
+			return &fillResult{entry: en, fromCache: true}, nil
 		}
 		gen, cacheErr = seen.gen, seen.err
 	case seen.done && e.endedNow(k) == seen.epoch:
@@ -137,7 +204,8 @@ func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credenti
 	default:
 		en, g, ok, err := e.lookup(ctx, k)
 		if ok && !force && e.now().Before(en.Expires) {
-			return &fillResult{entry: en, fromCache: true}
+			ended()
+			return &fillResult{entry: en, fromCache: true}, nil
 		}
 		gen, cacheErr = g, err != nil
 	}
@@ -148,19 +216,43 @@ func (e *Engine) doFill(ctx context.Context, k cache.Key, cred upstream.Credenti
 		// time: fill alone, as the cache is down anyway.
 		if cacheErr {
 			e.m.FillLeases.WithLabelValues(metrics.LeaseFallback).Inc()
-		} else if res := e.leased(ctx, k, cred, gen); res != nil {
-			return res
+		} else if res, then := e.leased(ctx, k, cred, gen); res != nil {
+			return res, andThen(then, ended)
 		}
 	}
-	res := e.fetch(ctx, k, cred)
-	if res.err != nil || res.ttl == 0 {
-		return res
+	res = e.fetch(ctx, k, cred)
+	res.cacheErr = cacheErr && res.err == nil && res.ttl > 0
+	if !e.storable(res, cacheErr) {
+		ended()
+		return res, nil
 	}
-	res.cacheErr = cacheErr
-	if !cacheErr {
-		res.stored = e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen)
+	res.stored = true // issued: it runs right after the answer
+	return res, func() {
+		e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen)
+		ended()
 	}
-	return res
+}
+
+// storable reports whether res, just fetched, is to be stored: data (ttl >
+// 0) when the cache could be read and its breaker is not open. A store
+// that cannot be attempted is not announced as one (Cache-Status stored).
+func (e *Engine) storable(res *fillResult, cacheErr bool) bool {
+	if res.err != nil || res.ttl == 0 || cacheErr {
+		return false
+	}
+	b, ok := e.store.(interface{ BreakerState() cache.BreakerState })
+	return !ok || b.BreakerState() != cache.BreakerOpen
+}
+
+// andThen is f, then g; f may be nil.
+func andThen(f, g func()) func() {
+	if f == nil {
+		return g
+	}
+	return func() {
+		f()
+		g()
+	}
 }
 
 // errInvalidJSON is a 200 whose body is not JSON: never stored, never served.

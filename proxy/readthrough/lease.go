@@ -91,7 +91,10 @@ func parseLeaseFailure(s string) error {
 // the fleet could not help (Redis unavailable, or the holder's answer is
 // not one this replica may reuse): fill on your own. ctx bounds the whole
 // fill; each Redis call gets the cache budget.
-func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64) *fillResult {
+//
+// then is the rest of a fill this replica leads under the lease: its store
+// and the lease's release, after the answer.
+func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64) (res *fillResult, then func()) {
 	announced, stop := e.leases.Watch(k) // before asking: no announcement slips between
 	defer stop()
 	result := metrics.LeaseWon
@@ -102,7 +105,7 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 		if err != nil {
 			e.m.FillLeases.WithLabelValues(metrics.LeaseFallback).Inc()
 			e.log.Warn("fill lease unavailable; filling without it", "id", k.ID, "err", err)
-			return nil
+			return nil, nil
 		}
 		select {
 		case a := <-announced:
@@ -120,7 +123,7 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 			// as a timeout would (the lease is bounded by the upstream
 			// timeout, so this is rare).
 			e.m.FillLeases.WithLabelValues(metrics.LeaseWaited).Inc()
-			return &fillResult{err: ctx.Err()}
+			return &fillResult{err: ctx.Err()}, nil
 		}
 		st, err = e.tryLease(ctx, k, st.Holder)
 		poll.Reset(e.nextPoll(st.Left))
@@ -135,14 +138,14 @@ func (e *Engine) leased(ctx context.Context, k cache.Key, cred upstream.Credenti
 	if outcome == leaseStored {
 		en, _, ok, err := e.lookup(ctx, k)
 		if err == nil && ok && e.now().Before(en.Expires) {
-			return &fillResult{entry: en, fleet: true}
+			return &fillResult{entry: en, fleet: true}, nil
 		}
-		return nil // dropped meanwhile (a write): fill on your own
+		return nil, nil // dropped meanwhile (a write): fill on your own
 	}
 	if err := parseLeaseFailure(outcome); err != nil {
-		return &fillResult{err: err, fleet: true}
+		return &fillResult{err: err, fleet: true}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // nextPoll is how long a waiter waits for an announcement before asking
@@ -164,26 +167,27 @@ func (e *Engine) tryLease(ctx context.Context, k cache.Key, holder string) (cach
 	return e.leases.TryLease(ctx, k, e.leaseTTL, holder)
 }
 
-// fillHeld fills k under the lease held with token, then releases it with
-// the outcome for the replicas that waited.
-func (e *Engine) fillHeld(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64, token string) *fillResult {
-	res := e.fetch(ctx, k, cred)
-	outcome := leaseNotStored
-	switch {
-	case res.err != nil:
-		outcome = leaseFailure(res.err)
-	case res.ttl > 0:
-		res.stored = e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen)
-		if res.stored {
+// fillHeld fills k under the lease held with token. It answers at once;
+// then stores the answer and releases the lease with the outcome for the
+// replicas that waited (who read the entry: it must be stored first).
+func (e *Engine) fillHeld(ctx context.Context, k cache.Key, cred upstream.Credentials, gen uint64, token string) (res *fillResult, then func()) {
+	res = e.fetch(ctx, k, cred)
+	store := e.storable(res, false)
+	res.stored = store
+	return res, func() {
+		outcome := leaseNotStored
+		switch {
+		case res.err != nil:
+			outcome = leaseFailure(res.err)
+		case store && e.store1(ctx, k, res.entry, e.retention(res.entry.Status, res.ttl), gen):
 			outcome = leaseStored
 		}
+		rctx, cancel := context.WithTimeout(ctx, e.cacheTO)
+		defer cancel()
+		// Long enough for a waiter whose subscription is down to poll once more.
+		if _, err := e.leases.Release(rctx, k, token, outcome, 2*e.leasePoll); err != nil {
+			// Waiters find out when the lease expires; nothing else is lost.
+			e.log.Warn("fill lease release failed; waiters wait for it to expire", "id", k.ID, "err", err)
+		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.cacheTO)
-	defer cancel()
-	// Long enough for a waiter whose subscription is down to poll once more.
-	if _, err := e.leases.Release(rctx, k, token, outcome, 2*e.leasePoll); err != nil {
-		// Waiters find out when the lease expires; nothing else is lost.
-		e.log.Warn("fill lease release failed; waiters wait for it to expire", "id", k.ID, "err", err)
-	}
-	return res
 }

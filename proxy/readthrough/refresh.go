@@ -23,9 +23,11 @@ func (e *Engine) refreshInBackground(ctx context.Context, r *Request, k cache.Ke
 	k.ID = strings.Clone(k.ID)
 	started := e.goBackground(ctx, e.fillTO, func(ctx context.Context) {
 		defer e.refreshing.Delete(fk)
-		res, _, err := e.flights.Do(ctx, fk, func() (*fillResult, error) {
-			return e.doFill(ctx, k, cred, force, seen), nil
-		})
+		// Nobody waits on a refresh: its store runs before it ends.
+		res, _, err := e.flights.DoThen(ctx, fk, func() (*fillResult, func(), error) {
+			res, then := e.doFill(ctx, k, cred, force, seen)
+			return res, then, nil
+		}, func(then func()) { then() })
 		result := "not_stored"
 		switch {
 		case err != nil: // Close ended it while it waited on another's fill

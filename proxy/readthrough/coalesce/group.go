@@ -38,6 +38,19 @@ type call[V any] struct {
 // itself. A caller that joins returns ctx.Err() as soon as ctx ends, and
 // fn's result otherwise.
 func (g *Group[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (v V, shared bool, err error) {
+	return g.DoThen(ctx, key, func() (V, func(), error) {
+		v, err := fn()
+		return v, nil, err
+	}, nil)
+}
+
+// DoThen is Do for a call whose result is ready before all its work is
+// done: fn returns its result and then, the rest of its work (nil for
+// none). Every caller gets the result at once, the one that ran fn too;
+// spawn runs then on a goroutine of its own. Until then returns, the call
+// stays in flight: callers that come meanwhile get its result without a
+// call of their own.
+func (g *Group[K, V]) DoThen(ctx context.Context, key K, fn func() (V, func(), error), spawn func(func())) (v V, shared bool, err error) {
 	g.mu.Lock()
 	if c, ok := g.m[key]; ok {
 		c.joined.Add(1)
@@ -56,14 +69,16 @@ func (g *Group[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (v V,
 	}
 	g.m[key] = c
 	g.mu.Unlock()
-	g.run(key, c, fn)
+	g.run(key, c, fn, spawn)
 	return c.val, false, c.err
 }
 
 // run calls fn for c and lets c's waiters go, even if fn panics (they then
-// get ErrPanicked; the panic carries on here).
-func (g *Group[K, V]) run(key K, c *call[V], fn func() (V, error)) {
+// get ErrPanicked; the panic carries on here). The key stays in flight
+// until fn's then, if any, has run (spawned).
+func (g *Group[K, V]) run(key K, c *call[V], fn func() (V, func(), error), spawn func(func())) {
 	normal := false
+	var then func()
 	defer func() {
 		if !normal { // fn panicked, or called runtime.Goexit
 			c.err = ErrPanicked
@@ -72,13 +87,25 @@ func (g *Group[K, V]) run(key K, c *call[V], fn func() (V, error)) {
 				defer panic(p)
 			}
 		}
-		g.mu.Lock()
-		delete(g.m, key)
-		g.mu.Unlock()
+		if then == nil {
+			g.forget(key) // before the waiters go: nobody joins a call that has ended
+			close(c.done)
+			return
+		}
 		close(c.done)
+		spawn(func() {
+			defer g.forget(key)
+			then()
+		})
 	}()
-	c.val, c.err = fn()
+	c.val, then, c.err = fn()
 	normal = true
+}
+
+func (g *Group[K, V]) forget(key K) {
+	g.mu.Lock()
+	delete(g.m, key)
+	g.mu.Unlock()
 }
 
 // Running reports whether a call for key is in flight.

@@ -117,3 +117,44 @@ func TestGroupPanicReleasesJoiners(t *testing.T) {
 		t.Error("Running after a panic: got true, want false")
 	}
 }
+
+// TestDoThenAnswersBeforeItsWorkIsDone: every caller has the result while
+// then still runs, and a caller that comes meanwhile joins the call rather
+// than making its own; once then returns, the key is free.
+func TestDoThenAnswersBeforeItsWorkIsDone(t *testing.T) {
+	var g Group[string, int]
+	thenRunning, release := make(chan struct{}), make(chan struct{})
+	thenDone := make(chan struct{})
+	spawn := func(f func()) { go f() }
+	calls := 0
+	v, shared, err := g.DoThen(context.Background(), "k", func() (int, func(), error) {
+		calls++
+		return 42, func() {
+			close(thenRunning)
+			<-release
+			close(thenDone)
+		}, nil
+	}, spawn)
+	if v != 42 || shared || err != nil {
+		t.Fatalf("leader: %v %v %v, want 42 of its own", v, shared, err)
+	}
+	<-thenRunning
+	v, shared, err = g.DoThen(context.Background(), "k", func() (int, func(), error) {
+		calls++
+		return 7, nil, nil
+	}, spawn)
+	if v != 42 || !shared || err != nil || calls != 1 {
+		t.Fatalf("caller during then: %v %v %v after %d calls, want the shared 42 after 1", v, shared, err, calls)
+	}
+	if !g.Running("k") {
+		t.Fatal("key not in flight while then runs")
+	}
+	close(release)
+	<-thenDone
+	for g.Running("k") { // forgotten right after then returns, on its goroutine
+		runtime.Gosched()
+	}
+	if v, _, _ := g.Do(context.Background(), "k", func() (int, error) { calls++; return 7, nil }); v != 7 || calls != 2 {
+		t.Fatalf("after then: %v after %d calls, want a call of its own", v, calls)
+	}
+}
