@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -333,9 +336,21 @@ func TestFleetProbeLeaseOnlyWinnerCalls(t *testing.T) {
 	fleet := newFakeFleet()
 	fleet.report("a", time.Minute)
 	fleet.report("b", time.Minute)
+	// The probe is held at the upstream until the others are refused:
+	// once it succeeds the hint is cleared, and a replica that had not yet
+	// asked would rightly call too.
+	gate := make(chan struct{})
+	target, _ := url.Parse(fake.URL)
+	held := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-gate
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(held.Close)
 	var clients []*Client
 	for _, id := range []string{"r1", "r2", "r3"} {
-		clients = append(clients, fleetClient(t, fake, fleet, id, BreakerOptions{OpenTimeout: time.Minute}))
+		c := newClient(t, Options{BaseURL: held.URL, Breaker: BreakerOptions{OpenTimeout: time.Minute}, Fleet: fleet.member(id), FleetQuorum: 2})
+		c.fleet.refresh(t.Context())
+		clients = append(clients, c)
 	}
 	var (
 		wg      sync.WaitGroup
@@ -343,6 +358,17 @@ func TestFleetProbeLeaseOnlyWinnerCalls(t *testing.T) {
 		ok      int
 		refused int
 	)
+	go func() { // not the test's goroutine: it may not fail the test; the counts below do
+		defer close(gate)
+		for deadline := time.Now().Add(testkit.DefaultWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n := refused
+			mu.Unlock()
+			if n == 2 {
+				return
+			}
+		}
+	}()
 	for _, c := range clients {
 		wg.Go(func() {
 			resp, err := c.Fetch(t.Context(), "1", demo(t))
