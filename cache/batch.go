@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,6 @@ type readBatcher struct {
 	guard   func(op func() error) error // the store's circuit breaker, once per pipeline
 	queue   chan *readCall
 	active  atomic.Int32
-	calls   sync.Pool
 	maxSize int
 }
 
@@ -34,16 +32,6 @@ type readBatcher struct {
 // pipeline on the wire while the previous batch's replies are handed out;
 // more only shrink batches (each worker takes what is queued).
 const maxReadWorkers = 2
-
-// readCall is one lookup in a batch. done is buffered, so the worker never
-// blocks on a caller that has left.
-type readCall struct {
-	ctx  context.Context
-	keys [2]string
-	vals []any
-	err  error
-	done chan struct{}
-}
 
 // newReadBatcher batches reads on client. Each pipeline runs through
 // guard, the store's circuit breaker: one round trip is one success or one
@@ -54,34 +42,31 @@ func newReadBatcher(client redis.UniversalClient, guard func(op func() error) er
 	if guard == nil {
 		guard = func(op func() error) error { return op() }
 	}
-	b := &readBatcher{client: client, guard: guard, queue: make(chan *readCall, 4096), maxSize: 128}
-	b.calls.New = func() any { return &readCall{done: make(chan struct{}, 1)} }
-	return b
+	return &readBatcher{client: client, guard: guard, queue: make(chan *readCall, 4096), maxSize: 128}
 }
 
-// mget is MGET of two keys, batched with concurrent calls.
-func (b *readBatcher) mget(ctx context.Context, k1, k2 string) ([]any, error) {
+// mget reads c's keys into c.vals (see readCall.take), batched with
+// concurrent calls. gone reports that the caller's context ended while c
+// was queued or on the wire: the worker still holds c, which the caller
+// must then leave alone (not release it to its pool).
+func (b *readBatcher) mget(ctx context.Context, c *readCall) (gone bool, err error) {
 	if b.active.CompareAndSwap(0, 1) {
-		return b.mgetAlone(ctx, k1, k2)
+		return false, b.mgetAlone(ctx, c)
 	}
-	c := b.calls.Get().(*readCall)
-	c.ctx, c.keys = ctx, [2]string{k1, k2}
+	c.deadline, _ = ctx.Deadline() // read now: the worker must not touch ctx
 	select {
 	case b.queue <- c:
 	case <-ctx.Done():
-		b.release(c)
-		return nil, ctx.Err()
+		return false, ctx.Err()
 	}
 	b.spawn()
 	select {
 	case <-c.done:
-		vals, err := c.vals, c.err
-		b.release(c)
-		return vals, err
+		return false, c.err
 	case <-ctx.Done():
 		// The worker still owns c and will signal done into its buffer;
 		// c is left to the garbage collector rather than reused.
-		return nil, ctx.Err()
+		return true, ctx.Err()
 	}
 }
 
@@ -92,18 +77,9 @@ func (b *readBatcher) mget(ctx context.Context, k1, k2 string) ([]any, error) {
 // lookup at a time can go alone (it needs every slot free), so a lookup that
 // queued meanwhile either started a worker or saw one running, and a worker
 // re-checks the queue before it exits.
-func (b *readBatcher) mgetAlone(ctx context.Context, k1, k2 string) (vals []any, err error) {
+func (b *readBatcher) mgetAlone(ctx context.Context, c *readCall) error {
 	defer b.active.Add(-1)
-	err = b.guard(func() error {
-		vals, err = b.client.MGet(ctx, k1, k2).Result()
-		return err
-	})
-	return vals, err
-}
-
-func (b *readBatcher) release(c *readCall) {
-	*c = readCall{done: c.done}
-	b.calls.Put(c)
+	return b.guard(func() error { return sendRead(ctx, b.client, c) })
 }
 
 // spawn starts a worker if fewer than maxReadWorkers run.
@@ -123,7 +99,7 @@ func (b *readBatcher) spawn() {
 // work sends batches until the queue is empty.
 func (b *readBatcher) work() {
 	batch := make([]*readCall, 0, b.maxSize)
-	cmds := make([]*redis.SliceCmd, 0, b.maxSize)
+	cmds := make([]*redis.RawCmd, 0, b.maxSize)
 	for {
 		batch = batch[:0]
 	fill:
@@ -149,16 +125,10 @@ func (b *readBatcher) work() {
 			b.active.Add(-1)
 			return
 		}
-		var err error
-		cmds, err = b.send(batch, cmds[:0])
+		cmds = b.send(batch, cmds[:0])
 		for i, c := range batch {
-			if err != nil {
-				c.vals, c.err = nil, err // refused by the breaker: nothing was sent
-			} else {
-				c.vals, c.err = cmds[i].Result()
-			}
 			c.done <- struct{}{}
-			batch[i] = nil
+			batch[i], cmds[i] = nil, nil
 		}
 	}
 }
@@ -167,39 +137,48 @@ func (b *readBatcher) work() {
 // the callers (each of whom gives up at its own, so one caller's longer
 // budget is not cut short by another's), or by the client's own timeouts if
 // a caller has none. Callers' cancellations do not reach it: the others
-// still want their answers. err is set only when the breaker refused the
-// pipeline; otherwise each command carries its own result.
-func (b *readBatcher) send(batch []*readCall, cmds []*redis.SliceCmd) (_ []*redis.SliceCmd, err error) {
+// still want their answers. It sets each call's vals and err (see
+// readCall.take); the breaker counts the pipeline as failed if any call
+// failed, and refuses them all while open.
+func (b *readBatcher) send(batch []*readCall, cmds []*redis.RawCmd) []*redis.RawCmd {
 	ctx := context.Background()
 	var latest time.Time
-	bounded := true
 	for _, c := range batch {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			bounded = false
+		if c.deadline.IsZero() {
+			latest = time.Time{}
 			break
 		}
-		if d.After(latest) {
-			latest = d
+		if c.deadline.After(latest) {
+			latest = c.deadline
 		}
 	}
-	if bounded {
+	if !latest.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, latest)
 		defer cancel()
 	}
 	pipe := b.client.Pipeline()
 	for _, c := range batch {
-		cmds = append(cmds, pipe.MGet(ctx, c.keys[0], c.keys[1]))
+		cmd := c.cmd(ctx)
+		_ = pipe.Process(ctx, cmd) // queues it
+		cmds = append(cmds, cmd)
 	}
 	ran := false
-	err = b.guard(func() error {
+	err := b.guard(func() error {
 		ran = true
-		_, err := pipe.Exec(ctx) // the first failed command's error, if any
-		return err
+		_, _ = pipe.Exec(ctx) // each command's error is its own
+		var first error
+		for i, c := range batch {
+			if c.err = c.take(cmds[i]); first == nil {
+				first = c.err
+			}
+		}
+		return first
 	})
-	if ran {
-		return cmds, nil
+	if !ran {
+		for _, c := range batch {
+			c.err = err // refused by the breaker: nothing was sent
+		}
 	}
-	return cmds, err
+	return cmds
 }

@@ -66,6 +66,12 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 	var count pipelineCounter
 	client.AddHook(&count)
 	b := newReadBatcher(client, nil)
+	// call is a read of k1 and k2, as the store builds one.
+	call := func(k1, k2 string) *readCall {
+		c := newReadCall().(*readCall)
+		c.keys = [2]string{k1, k2}
+		return c
+	}
 
 	// Hold Redis so the first batches cannot finish while the rest queue.
 	srv.Pause()
@@ -77,12 +83,13 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			vals, err := b.mget(cctx, "k"+strconv.Itoa(i), "absent")
+			c := call("k"+strconv.Itoa(i), "absent")
+			_, err := b.mget(cctx, c)
 			switch {
 			case err != nil:
 				errs[i] = err
-			case len(vals) != 2 || vals[0] != strconv.Itoa(i) || vals[1] != nil:
-				errs[i] = errUnexpected(vals)
+			case string(c.vals[0]) != strconv.Itoa(i) || c.vals[1] != nil:
+				errs[i] = errUnexpected(c.vals)
 			}
 		}()
 	}
@@ -106,9 +113,9 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 
 	// Nothing on the wire now: the next lookup goes alone, at once.
 	pipelines := count.pipelines.Load()
-	vals, err := b.mget(ctx, "k1", "absent")
-	if err != nil || len(vals) != 2 || vals[0] != "1" {
-		t.Fatalf("lone lookup: got %v, %v", vals, err)
+	c := call("k1", "absent")
+	if _, err := b.mget(ctx, c); err != nil || string(c.vals[0]) != "1" || c.vals[1] != nil {
+		t.Fatalf("lone lookup: got %q, %v", c.vals, err)
 	}
 	if a, p := count.alone.Load(), count.pipelines.Load(); a != 2 || p != pipelines {
 		t.Errorf("after a lone lookup: %d alone, %d pipelines; want 2 alone and still %d pipelines", a, p, pipelines)
@@ -118,6 +125,6 @@ func TestReadBatcherBatchesAndWindsDown(t *testing.T) {
 	}
 }
 
-type errUnexpected []any
+type errUnexpected [2][]byte
 
 func (e errUnexpected) Error() string { return "unexpected MGET reply" }

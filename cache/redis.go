@@ -2,8 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -79,6 +81,7 @@ const (
 type Redis struct {
 	client     redis.UniversalClient
 	batch      *readBatcher // nil unless RedisOptions.AutoPipeline
+	reads      sync.Pool    // of *readCall
 	prefix     string
 	genTTL     time.Duration
 	set        *redis.Script // setScript
@@ -108,6 +111,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		sealer:     opts.Sealer,
 		onCorrupt:  opts.OnCorrupt,
 	}
+	r.reads.New = newReadCall
 	if opts.AutoPipeline {
 		r.batch = newReadBatcher(client, r.guard)
 	}
@@ -174,41 +178,28 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 	if err := ValidateKey(k.ID, k.Scope); err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
-	var vals []any
-	if r.batch != nil {
-		// The batcher runs each pipeline through the breaker; a caller
-		// only fails fast while it is open.
-		if r.breaker.State() == gobreaker.StateOpen {
-			err = fmt.Errorf("%w: %w", ErrUnavailable, gobreaker.ErrOpenState)
-		} else {
-			vals, err = r.batch.mget(ctx, r.genKey(k.ID), r.entryKey(k))
-		}
-	} else {
-		err = r.guard(func() (err error) {
-			vals, err = r.client.MGet(ctx, r.genKey(k.ID), r.entryKey(k)).Result()
-			return err
-		})
+	c := r.newRead(k)
+	gone, err := r.read(ctx, c)
+	if gone {
+		// The batcher still holds c: it is not released.
+		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
+	defer r.release(c)
 	if err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache entry: %w", err)
 	}
-	if len(vals) != 2 {
-		return Entry{}, 0, false, fmt.Errorf("reading cache entry: got %d values from MGET, want 2", len(vals))
-	}
-	gen, err = parseGen(vals[0])
+	gen, err = parseGen(c.vals[0])
 	if err != nil {
 		return Entry{}, 0, false, fmt.Errorf("reading cache generation: %w", err)
 	}
-	raw, isString := vals[1].(string)
-	if !isString {
-		// nil: no entry (a non-string reply cannot happen for MGET).
-		return Entry{}, gen, false, nil
+	b := c.vals[1]
+	if b == nil {
+		return Entry{}, gen, false, nil // no entry
 	}
-	// The conversion copies, so the Body and Header that DecodeEntry aliases
-	// are ours to give away.
-	b := []byte(raw)
+	// b is ours (see readCall): the Body and Header that DecodeEntry
+	// aliases are ours to give away.
 	if r.sealer != nil {
-		if b, err = r.sealer.open(b, r.entryKey(k)); err != nil {
+		if b, err = r.sealer.open(b, c.entryKey()); err != nil {
 			r.corrupt(k, err) // as undecodable: a miss
 			return Entry{}, gen, false, nil
 		}
@@ -227,6 +218,29 @@ func (r *Redis) Get(ctx context.Context, k Key) (e Entry, gen uint64, ok bool, e
 	return e, gen, true, nil
 }
 
+// read reads c's keys into c.vals: batched or alone, raw, and again with
+// go-redis's MGet if the raw reply is not two values (see readCall). gone
+// reports that the caller's context ended while the batcher held c, which
+// it still does (see readBatcher.mget).
+func (r *Redis) read(ctx context.Context, c *readCall) (gone bool, err error) {
+	switch {
+	case r.batch == nil:
+		err = r.guard(func() error { return sendRead(ctx, r.client, c) })
+	case r.breaker.State() == gobreaker.StateOpen:
+		// The batcher runs each pipeline through the breaker; a caller
+		// only fails fast while it is open.
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, gobreaker.ErrOpenState)
+	default:
+		if gone, err = r.batch.mget(ctx, c); gone {
+			return true, err
+		}
+	}
+	if errors.Is(err, errNotValues) {
+		err = r.guard(func() error { return r.readSlow(ctx, c) })
+	}
+	return false, err
+}
+
 // corrupt reports an entry of k that cannot be read to OnCorrupt.
 func (r *Redis) corrupt(k Key, err error) {
 	if r.onCorrupt != nil {
@@ -235,19 +249,15 @@ func (r *Redis) corrupt(k Key, err error) {
 }
 
 // parseGen reads a generation value from MGET: nil (missing) is 0.
-func parseGen(v any) (uint64, error) {
-	switch v := v.(type) {
-	case nil:
+func parseGen(v []byte) (uint64, error) {
+	if v == nil {
 		return 0, nil
-	case string:
-		gen, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("generation is not a counter: %w", err)
-		}
-		return gen, nil
-	default:
-		return 0, fmt.Errorf("generation has unexpected type %T", v)
 	}
+	gen, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("generation is not a counter: %w", err)
+	}
+	return gen, nil
 }
 
 // Set stores e under k for ttl if the user's generation is still gen;

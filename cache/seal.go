@@ -85,8 +85,9 @@ func (s *Sealer) seal(plain []byte, aad string) []byte {
 
 // open decrypts a sealed value read from the key named aad. Anything else —
 // a plain entry, an unknown key, a value moved from another key — is an
-// error: the store treats it as a miss.
-func (s *Sealer) open(b []byte, aad string) ([]byte, error) {
+// error: the store treats it as a miss. It decrypts in place: the plaintext
+// it returns aliases b, and b is overwritten even when open fails.
+func (s *Sealer) open(b, aad []byte) ([]byte, error) {
 	if len(b) < 1+keyIDLen || b[0] != sealedVersion {
 		return nil, fmt.Errorf("%w: not sealed", ErrCorrupt)
 	}
@@ -98,7 +99,9 @@ func (s *Sealer) open(b []byte, aad string) ([]byte, error) {
 	if len(rest) < aead.NonceSize() {
 		return nil, fmt.Errorf("%w: truncated", ErrCorrupt)
 	}
-	plain, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], []byte(aad))
+	// In place: b is the caller's to overwrite.
+	sealed := rest[aead.NonceSize():]
+	plain, err := aead.Open(sealed[:0], rest[:aead.NonceSize()], sealed, aad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not authenticate", ErrCorrupt)
 	}
