@@ -22,6 +22,8 @@ import (
 // Store is what the engine needs of a cache. A miss is ok == false, not an
 // error; gen is the user's generation at read time, handed back to Set so a
 // fill that raced an invalidation is refused (cache.ErrGenerationChanged).
+// A Store keeps nothing of a call's ctx once the call returns: the engine
+// reuses the context of its shared reads (see budget).
 type Store interface {
 	Get(ctx context.Context, k cache.Key) (e cache.Entry, gen uint64, ok bool, err error)
 	Set(ctx context.Context, k cache.Key, e cache.Entry, ttl time.Duration, gen uint64) error

@@ -31,9 +31,16 @@ func (e *Engine) lookupLocal(k cache.Key) (en cache.Entry, gen uint64, ok bool) 
 
 // lookupStore is lookup's second step: the store, within the cache budget.
 func (e *Engine) lookupStore(ctx context.Context, k cache.Key) (en cache.Entry, gen uint64, ok bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cacheTO)
+	rctx, cancel := context.WithTimeout(ctx, e.cacheTO)
 	defer cancel()
-	en, gen, ok, err = e.store.Get(ctx, k)
+	return e.getStore(ctx, rctx, k)
+}
+
+// getStore reads k from the store within rctx, which bounds the read;
+// ctx is the caller's own, which the retries of pending invalidations
+// that a successful read starts take their values from.
+func (e *Engine) getStore(ctx, rctx context.Context, k cache.Key) (en cache.Entry, gen uint64, ok bool, err error) {
+	en, gen, ok, err = e.store.Get(rctx, k)
 	if err != nil {
 		e.m.CacheErrors.WithLabelValues(metrics.OpGet).Inc()
 		e.log.Warn("cache read failed; treating as a miss", "id", k.ID, "err", err)
@@ -73,10 +80,12 @@ func (e *Engine) read(k cache.Key, written uint64) (en cache.Entry, gen uint64, 
 			sr.ended = e.endedNow(k) // before the read
 		}
 		// The read serves every request that joins it, so it carries
-		// none of one request's cancellation or values (and costs no
-		// context of its own): the cache budget bounds it.
+		// none of one request's cancellation or values: the cache budget
+		// bounds it, as a budget that costs no allocation.
+		b := newBudget(e.cacheTO)
 		var err error
-		sr.e, sr.gen, sr.ok, err = e.lookupStore(context.Background(), k)
+		sr.e, sr.gen, sr.ok, err = e.getStore(context.Background(), b, k)
+		b.release()
 		return sr, err
 	})
 	if shared && err != nil {
