@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 )
 
 // readBatcher sends the MGETs of concurrent lookups to Redis together, one
@@ -22,7 +23,7 @@ import (
 // its own context: a hung Redis costs a caller its budget, never more.
 type readBatcher struct {
 	client  redis.UniversalClient
-	guard   func(op func() error) error // the store's circuit breaker, once per pipeline
+	breaker *gobreaker.CircuitBreaker[struct{}] // the store's, once per pipeline; nil: none
 	queue   chan *readCall
 	active  atomic.Int32
 	maxSize int
@@ -34,15 +35,12 @@ type readBatcher struct {
 const maxReadWorkers = 2
 
 // newReadBatcher batches reads on client. Each pipeline runs through
-// guard, the store's circuit breaker: one round trip is one success or one
+// breaker, the store's circuit breaker: one round trip is one success or one
 // failure, however many lookups it carries. A late batch under load must
 // not count as many failures as it had callers and open the breaker by
-// itself (nil guard: none, for tests).
-func newReadBatcher(client redis.UniversalClient, guard func(op func() error) error) *readBatcher {
-	if guard == nil {
-		guard = func(op func() error) error { return op() }
-	}
-	return &readBatcher{client: client, guard: guard, queue: make(chan *readCall, 4096), maxSize: 128}
+// itself (nil breaker: none, for tests).
+func newReadBatcher(client redis.UniversalClient, breaker *gobreaker.CircuitBreaker[struct{}]) *readBatcher {
+	return &readBatcher{client: client, breaker: breaker, queue: make(chan *readCall, 4096), maxSize: 128}
 }
 
 // mget reads c's keys into c.vals (see readCall.take), batched with
@@ -79,7 +77,9 @@ func (b *readBatcher) mget(ctx context.Context, c *readCall) (gone bool, err err
 // re-checks the queue before it exits.
 func (b *readBatcher) mgetAlone(ctx context.Context, c *readCall) error {
 	defer b.active.Add(-1)
-	return b.guard(func() error { return sendRead(ctx, b.client, c) })
+	// guard, not a func field: a closure handed to a function value
+	// escapes, and would cost the read an allocation.
+	return guard(b.breaker, func() error { return sendRead(ctx, b.client, c) })
 }
 
 // spawn starts a worker if fewer than maxReadWorkers run.
@@ -164,7 +164,7 @@ func (b *readBatcher) send(batch []*readCall, cmds []*redis.RawCmd) []*redis.Raw
 		cmds = append(cmds, cmd)
 	}
 	ran := false
-	err := b.guard(func() error {
+	err := guard(b.breaker, func() error {
 		ran = true
 		_, _ = pipe.Exec(ctx) // each command's error is its own
 		var first error

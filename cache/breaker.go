@@ -71,8 +71,14 @@ func newStoreBreaker(o BreakerOptions) *gobreaker.CircuitBreaker[struct{}] {
 
 // guard runs op through the breaker. While the breaker is open it returns an
 // error wrapping ErrUnavailable at once, without touching Redis.
-func (r *Redis) guard(op func() error) error {
-	_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, op() })
+func (r *Redis) guard(op func() error) error { return guard(r.breaker, op) }
+
+// guard runs op through cb (see Redis.guard); a nil cb runs op alone.
+func guard(cb *gobreaker.CircuitBreaker[struct{}], op func() error) error {
+	if cb == nil {
+		return op()
+	}
+	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, op() })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

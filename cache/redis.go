@@ -113,7 +113,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	}
 	r.reads.New = newReadCall
 	if opts.AutoPipeline {
-		r.batch = newReadBatcher(client, r.guard)
+		r.batch = newReadBatcher(client, r.breaker)
 	}
 	return r
 }
