@@ -9,8 +9,10 @@ package proxy_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/redistest"
 	"github.com/userproxy/userproxy/proxy"
 )
 
@@ -33,6 +35,36 @@ func TestFrontHitAllocations(t *testing.T) {
 		}
 		if got != 0 {
 			t.Errorf("request id %q: %v allocations per hit, want 0", id, got)
+		}
+	}
+}
+
+// TestRedisHitAllocations: a hit read from Redis (no tier) allocates at
+// most 10 times, alone or through the read batcher (its lone read: nothing
+// else on the wire). What remains is go-redis's: the command, the reply's
+// buffer as it grows, the pool's health check of the connection; and the
+// keys' one string (see cache.readCall).
+func TestRedisHitAllocations(t *testing.T) {
+	const limit = 10
+	srv := redistest.Start(t)
+	client, err := cache.NewUniversalClient(srv.URL(), cache.ClientOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	for _, batched := range []bool{false, true} {
+		serve, c := frontHitRequest(benchHandler(t, cache.NewRedis(client, cache.RedisOptions{AutoPipeline: batched})))
+		warmFront(t, serve, c)
+		got := testing.AllocsPerRun(100, func() {
+			c.Response.Reset()
+			serve(c)
+		})
+		if st := string(c.Response.Header.Peek("Cache-Status")); !strings.HasPrefix(st, "userproxy; hit;") {
+			t.Fatalf("batched %v: last answer %q, want a hit", batched, st)
+		}
+		t.Logf("batched %v: %v allocations per Redis-read hit", batched, got)
+		if got > limit {
+			t.Errorf("batched %v: %v allocations per Redis-read hit, want at most %d", batched, got, limit)
 		}
 	}
 }
