@@ -61,7 +61,11 @@ func newStoreBreaker(o BreakerOptions) *gobreaker.CircuitBreaker[struct{}] {
 		MaxRequests: 1,
 		Timeout:     o.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.Failures },
-		IsExcluded:  func(err error) bool { return errors.Is(err, context.Canceled) },
+		// A raw read that got an error reply (a redirect, mostly) is read
+		// again through go-redis's MGet, whose outcome counts: counting
+		// both would count a moved slot twice, and open the breaker for
+		// every key in a slot migration.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || errors.Is(err, errNotValues) },
 	}
 	if o.OnStateChange != nil {
 		s.OnStateChange = func(_ string, from, to gobreaker.State) { o.OnStateChange(breaker.From(from), breaker.From(to)) }
