@@ -13,30 +13,38 @@
 # which must be 0 for a hit run.
 
 # The hot set: 2,000 users × the 4 credentials (8,000 keys, well inside
-# the tier's 16 MiB), ids 1..2000 (inside the hot range, so a system the
-# hot scenario warmed has them already).
-OPEN_FIRST=1
+# the tier's 16 MiB). Each row of a system gets a fresh block of ids,
+# 130001..132000, then 132001..134000 and so on (between the cold walk's
+# and the stampede's ranges): an entry lives 60 s (54 s at the least with
+# userproxy's jitter) and one rate for every system takes about a minute,
+# so a block reused by the next row would expire during it and the row
+# would measure refreshes, not hits. A first version that re-warmed ids
+# 1..2000 before every row saw 7,000 upstream calls in a 2,000/s row.
+# Expired blocks leave the tier, so it holds two blocks at most.
+OPEN_BASE=130001
 OPEN_IDS=2000
+OPEN_LAST=199999
 OPEN_WARMUP=2     # seconds at the rate before the measured window
 OPEN_P99_LINE=5000 # µs: the extra rate is 80% of where Varnish's p99 passes this
 OPEN_PROBE=3      # seconds per probe of that search
 
-# openloop_measure RATE SYSTEM SECONDS [NOTE]: warm the hot set in SYSTEM
-# again (the whole open loop outlasts the 60 s lifetime of an entry, and
-# each row must start warm; a pass that finds everything cached takes a
-# fraction of a second), then one run of bench/openloop; appends a row to
+# openloop_measure RATE SYSTEM SECONDS [NOTE]: warm SYSTEM's next block of
+# ids (see OPEN_BASE), then one run of bench/openloop on it; appends a row to
 # $ol_results unless NOTE is "probe", and keeps the RESULT line in
 # last_result.
 openloop_measure() {
-	local rate="$1" system="$2" secs="$3" note="${4:--}" out line watch=() busy0 ours0 t0 t1 other redis_cpu calls
-	warm "$system" "$OPEN_FIRST" "$OPEN_IDS"
+	local rate="$1" system="$2" secs="$3" note="${4:--}" out line watch=() busy0 ours0 t0 t1 other redis_cpu calls first
+	first=$((OPEN_BASE + ${open_rows[$system]:-0} * OPEN_IDS))
+	open_rows[$system]=$((${open_rows[$system]:-0} + 1))
+	[ $((first + OPEN_IDS - 1)) -le "$OPEN_LAST" ] || die "open loop: out of fresh ids for $system (more than $(((OPEN_LAST - OPEN_BASE + 1) / OPEN_IDS)) rows)"
+	warm "$system" "$first" "$OPEN_IDS"
 	calls="$(upstream_requests)"
 	out="$work/openloop-$rate-${system// /_}.log"
 	watch=(-watch "proxy=${pid_of[$system]}")
 	[ -n "${admin_of[$system]-}" ] && watch+=(-watch "redis=$REDIS_PID")
 	busy0="$(busy_ticks)" ours0="$(our_ticks)" t0="$EPOCHREALTIME"
 	"$work/openloop" -url "http://127.0.0.1:${port_of[$system]}" -rate "$rate" -duration "${secs}s" \
-		-warmup "${OPEN_WARMUP}s" -first "$OPEN_FIRST" -ids "$OPEN_IDS" -credentials "$creds_csv" \
+		-warmup "${OPEN_WARMUP}s" -first "$first" -ids "$OPEN_IDS" -credentials "$creds_csv" \
 		-seed "$SEED" -clk-tck "$CLK_TCK" "${watch[@]}" >"$out" 2>&1 ||
 		{ cat "$out" >&2; die "openloop failed for $system at $rate/s"; }
 	t1="$EPOCHREALTIME"
@@ -47,7 +55,7 @@ openloop_measure() {
 	line="$(grep '^RESULT ' "$out" || true)"
 	[ -n "$line" ] || { cat "$out" >&2; die "openloop printed no RESULT for $system at $rate/s"; }
 	redis_cpu="$(kv cpu_us_per_req_redis "$line" || true)" # none for nginx and Varnish
-	log "open loop $rate/s / $system: $(kv achieved_rps "$line") req/s, p50 $(kv p50_us "$line") p99 $(kv p99_us "$line") p99.9 $(kv p999_us "$line") max $(kv max_us "$line") µs (from send: p99 $(kv svc_p99_us "$line")), CPU $(kv cpu_us_per_req_proxy "$line") µs/req${redis_cpu:+ + Redis $redis_cpu}, RSS $(kv rss_kib_proxy "$line") KiB, $calls upstream calls, failed $(($(kv errors "$line") + $(kv non200 "$line"))), blocked $(kv blocked "$line"), workers $(kv workers "$line"), other processes ${other}% CPU"
+	log "open loop $rate/s / $system: $(kv achieved_rps "$line") req/s, p50 $(kv p50_us "$line") p99 $(kv p99_us "$line") p99.9 $(kv p999_us "$line") max $(kv max_us "$line") µs (from send: p99 $(kv svc_p99_us "$line")), CPU $(kv cpu_us_per_req_proxy "$line") µs/req${redis_cpu:+ + Redis $redis_cpu}, RSS $(kv rss_kib_proxy "$line") KiB, $calls upstream calls, failed $(($(kv errors "$line") + $(kv non200 "$line"))), client CPU $(kv cpu_us_per_req_client "$line") µs/req, blocked $(kv blocked "$line"), workers $(kv workers "$line"), other processes ${other}% CPU"
 	[ "$note" = probe ] || printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$system" \
 		"$(kv achieved_rps "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv p999_us "$line")" \
 		"$(kv max_us "$line")" "$(kv cpu_us_per_req_proxy "$line")" "${redis_cpu:--}" "$(kv rss_kib_proxy "$line")" \
@@ -58,6 +66,8 @@ openloop_measure() {
 # scenario_openloop SYSTEM...: every rate of $OPEN_RATES for every system (rate by rate, so one rate's rows are
 # measured minutes apart at most), then, when Varnish is among them and
 # $open_search is set, the extra rate.
+declare -A open_rows # by system: rows measured so far, so blocks of ids used
+
 scenario_openloop() {
 	local s rate
 	for rate in ${OPEN_RATES//,/ }; do

@@ -73,7 +73,7 @@ print_environment() {
 	)"
 	echo "- userproxy: commit $commit; L1 tier: $([ "$has_l1" = 1 ] && echo "yes (-l1-ttl)" || echo "not in this build")"
 	if wants openloop; then
-		echo "- open loop: rates $OPEN_RATES/s$([ -n "$open_search" ] && echo " and 80% of where Varnish's p99 passes $((OPEN_P99_LINE / 1000)) ms"), ${OPEN_WARMUP}s lead-in + ${duration}s measured, ids $OPEN_FIRST..$((OPEN_FIRST + OPEN_IDS - 1)) × ${#CREDS[@]} credentials, CLK_TCK $CLK_TCK"
+		echo "- open loop: rates $OPEN_RATES/s$([ -n "$open_search" ] && echo " and 80% of where Varnish's p99 passes $((OPEN_P99_LINE / 1000)) ms"), ${OPEN_WARMUP}s lead-in + ${duration}s measured, a fresh block of $OPEN_IDS ids × ${#CREDS[@]} credentials per row, CLK_TCK $CLK_TCK"
 	fi
 }
 

@@ -13,12 +13,14 @@
 // and are not measured. For each -watch NAME=PID[,PID...] group it reads
 // the CPU time (utime + stime from /proc/PID/stat, the PIDs and their
 // direct children) at the start and end of the measured window, and
-// samples the resident memory every 250 ms. It prints one line of
+// samples the resident memory every 250 ms; its own CPU and RSS are
+// reported the same way, as group "client". It prints one line of
 // key=value pairs for bench/run:
 //
 //	RESULT rate=2000 scheduled=20000 ok=20000 non200=0 errors=0 achieved_rps=1999.9
 //	    p50_us=180 p99_us=900 p999_us=2100 max_us=5300 svc_p50_us=150 svc_p99_us=800
 //	    blocked=0 workers=64 window_s=10.000 cpu_us_per_req_proxy=60.5 rss_kib_proxy=41000 ...
+//	    cpu_us_per_req_client=55.0 rss_kib_client=20000
 //
 // (on one line), where cpu_us_per_req_NAME is the group's CPU time over
 // the window divided by the answers received during it, and svc_* are
@@ -128,7 +130,8 @@ func run(cfg config) (string, error) {
 		return x.resp.StatusCode() == fasthttp.StatusOK, nil
 	}
 
-	w := newWatcher(cfg.Watch)
+	// The client's own CPU too: on a shared box it is part of the picture.
+	w := newWatcher(append(cfg.Watch, group{name: "client", pids: []int{os.Getpid()}}))
 	p := &pacer{
 		sched:       schedule{start: time.Now().Add(50 * time.Millisecond), rate: cfg.Rate},
 		warmup:      int64(cfg.Warmup.Seconds() * cfg.Rate),
