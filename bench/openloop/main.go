@@ -30,16 +30,19 @@
 package main
 
 import (
+	"bufio"
 	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -55,8 +58,8 @@ func main() {
 	flag.IntVar(&cfg.IDs, "ids", 2000, "number of consecutive user ids")
 	flag.StringVar(&cfg.Credentials, "credentials", "", "comma-separated user:password (fake bench credentials)")
 	flag.Uint64Var(&cfg.Seed, "seed", 42, "seed of the id draws")
-	flag.IntVar(&cfg.Workers, "workers", 64, "workers (connections) started up front")
-	flag.IntVar(&cfg.MaxWorkers, "max-workers", 1024, "workers started at most; past that a send waits (and the wait counts)")
+	flag.IntVar(&cfg.Workers, "workers", 256, "workers started up front, each with its connection opened before the schedule starts")
+	flag.IntVar(&cfg.MaxWorkers, "max-workers", 1024, "workers (connections) started at most; past that a send waits (and the wait counts)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "per-request timeout (a timeout counts as an error)")
 	flag.Int64Var(&cfg.ClkTck, "clk-tck", 100, "clock ticks per second of /proc/PID/stat (getconf CLK_TCK)")
 	flag.Func("watch", "NAME=PID[,PID...]: report this group's CPU per request and RSS (repeatable)", func(v string) error {
@@ -107,30 +110,35 @@ func run(cfg config) (string, error) {
 	}
 	paths, authOf := draws(cfg.First, cfg.IDs, len(auths), cfg.Seed)
 
-	hc := &fasthttp.HostClient{
-		Addr:         u.Host,
-		Name:         "openloop",
-		MaxConns:     cfg.MaxWorkers, // one per worker: a worker never waits for a connection
-		ReadTimeout:  cfg.Timeout,
-		WriteTimeout: cfg.Timeout,
-		// No retry: a request that failed is a result, not something to hide.
-		MaxIdemponentCallAttempts: 1,
-	}
-	reqs := sync.Pool{New: func() any { return &exchange{} }}
-	do := func(i int64) (bool, error) {
-		x := reqs.Get().(*exchange)
-		defer reqs.Put(x)
-		k := i % samples
-		x.req.Header.SetHost(u.Host)
-		x.req.SetRequestURI(paths[k])
-		x.req.Header.Set("Authorization", auths[authOf[k]])
-		if err := hc.Do(&x.req, &x.resp); err != nil {
-			return false, err
+	// Each worker keeps a connection of its own; the first -workers are
+	// opened before the schedule starts. A pool that opened connections on
+	// demand would open hundreds at once when the target stalls for a few
+	// tens of milliseconds, and a SYN dropped from a full accept queue
+	// waits 1 s for its retransmission: a stall of the client's making.
+	pre := make([]*conn, cfg.Workers)
+	for k := range pre {
+		pre[k] = &conn{addr: u.Host, timeout: cfg.Timeout}
+		if err := pre[k].dial(); err != nil {
+			return "", fmt.Errorf("opening connection %d of %d: %w", k+1, cfg.Workers, err)
 		}
-		return x.resp.StatusCode() == fasthttp.StatusOK, nil
 	}
+	var nextPre atomic.Int64
+	newWorker := func() func(int64) (bool, error) {
+		c := &conn{addr: u.Host, timeout: cfg.Timeout}
+		if k := nextPre.Add(1) - 1; k < int64(len(pre)) {
+			c = pre[k]
+		}
+		return func(i int64) (bool, error) {
+			k := i % samples
+			return c.get(paths[k], auths[authOf[k]])
+		}
+	}
+	defer func() {
+		for _, c := range pre {
+			c.close()
+		}
+	}()
 
-	// The client's own CPU too: on a shared box it is part of the picture.
 	w := newWatcher(append(cfg.Watch, group{name: "client", pids: []int{os.Getpid()}}))
 	p := &pacer{
 		sched:       schedule{start: time.Now().Add(50 * time.Millisecond), rate: cfg.Rate},
@@ -138,7 +146,7 @@ func run(cfg config) (string, error) {
 		measured:    int64(cfg.Duration.Seconds() * cfg.Rate),
 		workers:     cfg.Workers,
 		maxWorkers:  cfg.MaxWorkers,
-		do:          do,
+		newWorker:   newWorker,
 		windowStart: w.start,
 		windowEnd:   w.stop,
 	}
@@ -152,10 +160,65 @@ func run(cfg config) (string, error) {
 	return format(cfg, r, w), nil
 }
 
-// exchange is one worker's request and response, reused.
-type exchange struct {
-	req  fasthttp.Request
-	resp fasthttp.Response
+// conn is one worker's keep-alive connection, with its request and
+// response reused. A connection that failed or that the server closes is
+// opened again on the next request.
+type conn struct {
+	addr    string
+	timeout time.Duration
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	req     fasthttp.Request
+	resp    fasthttp.Response
+}
+
+func (c *conn) dial() error {
+	nc, err := net.DialTimeout("tcp", c.addr, c.timeout)
+	if err != nil {
+		return err
+	}
+	c.c, c.br, c.bw = nc, bufio.NewReaderSize(nc, 16<<10), bufio.NewWriterSize(nc, 4<<10)
+	return nil
+}
+
+func (c *conn) close() {
+	if c.c != nil {
+		c.c.Close()
+		c.c = nil
+	}
+}
+
+// get sends GET path with the Authorization value auth and reads the whole
+// answer; it reports whether it was a 200.
+func (c *conn) get(path, auth string) (bool, error) {
+	if c.c == nil {
+		if err := c.dial(); err != nil {
+			return false, err
+		}
+	}
+	if err := c.c.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		c.close()
+		return false, err
+	}
+	c.req.Header.SetHost(c.addr)
+	c.req.SetRequestURI(path)
+	c.req.Header.Set("Authorization", auth)
+	err := c.req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err == nil {
+		err = c.resp.Read(c.br)
+	}
+	if err != nil {
+		c.close()
+		return false, err
+	}
+	if c.resp.ConnectionClose() {
+		c.close()
+	}
+	return c.resp.StatusCode() == fasthttp.StatusOK, nil
 }
 
 // draws prebuilds the request paths (ids uniform over [first, first+ids)

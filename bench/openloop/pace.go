@@ -36,9 +36,11 @@ type pacer struct {
 	workers    int   // started up front
 	maxWorkers int   // started at most
 
-	// do sends request i and returns whether it was answered 200; err is a
-	// transport error. It must be safe for concurrent use.
-	do func(i int64) (ok bool, err error)
+	// newWorker returns a new worker's send function, called once in each
+	// worker: do sends request i and returns whether it was answered 200
+	// (err is a transport error). Each worker calls only its own do, so do
+	// may keep a connection of its own.
+	newWorker func() (do func(i int64) (ok bool, err error))
 	// windowStart and windowEnd are called by the dispatcher when the
 	// first measured request is due and when the window is over (before the
 	// last answers arrive): the CPU snapshots go there. Either may be nil.
@@ -80,9 +82,10 @@ func (p *pacer) run() *result {
 	var errOnce sync.Once
 	worker := func() {
 		defer wg.Done()
+		do := p.newWorker()
 		for j := range jobs {
 			sent := time.Now()
-			ok, err := p.do(j.i)
+			ok, err := do(j.i)
 			done := time.Now()
 			if from, to := windowFrom.Load(), windowTo.Load(); from != 0 && done.UnixNano() >= from && (to == 0 || done.UnixNano() < to) {
 				atomicInc(&r.InWindow)

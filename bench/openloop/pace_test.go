@@ -52,13 +52,15 @@ func TestPacerSendsOnSchedule(t *testing.T) {
 	p := &pacer{
 		sched:    schedule{start: time.Now().Add(10 * time.Millisecond), rate: 1000},
 		measured: 300, workers: 4, maxWorkers: 1000,
-		do: func(int64) (bool, error) {
-			n := inFlight.Add(1)
-			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		newWorker: func() func(int64) (bool, error) {
+			return func(int64) (bool, error) {
+				n := inFlight.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				time.Sleep(50 * time.Millisecond)
+				inFlight.Add(-1)
+				return true, nil
 			}
-			time.Sleep(50 * time.Millisecond)
-			inFlight.Add(-1)
-			return true, nil
 		},
 	}
 	r := p.run()
@@ -83,9 +85,11 @@ func TestPacerCountsWaitsForWorkers(t *testing.T) {
 	p := &pacer{
 		sched:    schedule{start: time.Now().Add(10 * time.Millisecond), rate: 500},
 		measured: 10, workers: 1, maxWorkers: 1,
-		do: func(int64) (bool, error) {
-			time.Sleep(20 * time.Millisecond)
-			return true, nil
+		newWorker: func() func(int64) (bool, error) {
+			return func(int64) (bool, error) {
+				time.Sleep(20 * time.Millisecond)
+				return true, nil
+			}
 		},
 	}
 	r := p.run()
@@ -109,15 +113,17 @@ func TestPacerWindow(t *testing.T) {
 	p := &pacer{
 		sched:  schedule{start: time.Now().Add(10 * time.Millisecond), rate: 2000},
 		warmup: 100, measured: 200, workers: 8, maxWorkers: 100,
-		do: func(i int64) (bool, error) {
-			sent.Add(1)
-			switch {
-			case i == 150:
-				return false, errors.New("connection reset")
-			case i%50 == 1:
-				return false, nil // a 503, say
+		newWorker: func() func(int64) (bool, error) {
+			return func(i int64) (bool, error) {
+				sent.Add(1)
+				switch {
+				case i == 150:
+					return false, errors.New("connection reset")
+				case i%50 == 1:
+					return false, nil // a 503, say
+				}
+				return true, nil
 			}
-			return true, nil
 		},
 		windowStart: func() { startedAt.Store(sent.Load() + 1) },
 		windowEnd:   func() { endedAt.Store(sent.Load() + 1) },
