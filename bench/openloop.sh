@@ -86,9 +86,9 @@ scenario_openloop() {
 # p99 was seen above $OPEN_P99_LINE: the fixed rates bracket it, then four
 # bisection probes of $OPEN_PROBE seconds narrow it to within 1/16 of the
 # bracket. If Varnish's p99 stays under the line, it tries 1.5× the highest
-# rate, up to four times (on a quiet 2-core box Varnish stayed under 5 ms
-# at 13,500/s); if it is over the line at the lowest rate, half of that,
-# twice. It sets open_knee to the rate it found, or fails with the reason
+# rate, up to six times (on a quiet 2-core box Varnish stayed under 5 ms
+# at 30,500/s, the fourth step); if it is over the line at the lowest rate,
+# half of that, twice. It sets open_knee to the rate it found, or fails with the reason
 # in open_why when no bracket is found. The p99 of a 3 s probe is noisy: the search is cheap, not
 # precise, and the log lists every probe.
 openloop_search_varnish() {
@@ -101,7 +101,7 @@ openloop_search_varnish() {
 	while IFS=$'\t' read -r r p99; do
 		[ "$p99" -le "$OPEN_P99_LINE" ] && { [ "$hi" = 0 ] || [ "$r" -lt "$hi" ]; } && [ "$r" -gt "$lo" ] && lo="$r"
 	done < <(awk -F'\t' -v s="$S_VARNISH" '$2 == s && $14 == "-" { print $1 "\t" $5 }' "$ol_results")
-	for step in 1 2 3 4; do
+	for step in 1 2 3 4 5 6; do
 		[ "$hi" = 0 ] || break
 		r=$(((lo * 3 / 2 + 50) / 100 * 100))
 		openloop_measure "$r" "$S_VARNISH" "$OPEN_PROBE" probe
