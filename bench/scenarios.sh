@@ -58,16 +58,17 @@ gomaxprocs() {
 	http GET "${admin_of[$1]}" /metrics | awk '/^go_sched_gomaxprocs_threads / { printf ", GOMAXPROCS %d", $2 }'
 }
 
-# warm SYSTEM: one request for every hot (id, credential) pair, with the
-# upstream's latency off so it takes seconds, not minutes; then again
-# until a pass reaches the upstream no more (a fill may not have been
-# stored, e.g. when Redis was slow), at most 4 passes in all.
+# warm SYSTEM [FIRST IDS]: one request for every hot (id, credential) pair
+# (ids FIRST..FIRST+IDS-1, by default 1..HOT_IDS), with the upstream's
+# latency off so it takes seconds, not minutes; then again until a pass
+# reaches the upstream no more (a fill may not have been stored, e.g. when
+# Redis was slow), at most 4 passes in all.
 warm() {
 	local pass before calls=-1
 	set_latency 0s
 	for pass in 1 2 3 4; do
 		before="$(upstream_requests)"
-		"$work/warm" -url "http://127.0.0.1:${port_of[$1]}" -first 1 -ids "$HOT_IDS" \
+		"$work/warm" -url "http://127.0.0.1:${port_of[$1]}" -first "${2:-1}" -ids "${3:-$HOT_IDS}" \
 			-credentials "$creds_csv" -c "$WARM_CONNS" >"$work/warm.log" 2>&1 ||
 			{ set_latency "$LATENCY"; cat "$work/warm.log" >&2; die "warming $1 failed"; }
 		calls=$(($(upstream_requests) - before))

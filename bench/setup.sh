@@ -46,11 +46,12 @@ install_missing() {
 # build_all builds the binaries into $work and finds out whether this
 # userproxy has the in-process tier (the -l1-ttl flag).
 build_all() {
-	log "building userproxy, fakeupstream, bench/warm, bench/stampede"
+	log "building userproxy, fakeupstream, bench/warm, bench/stampede, bench/openloop"
 	go build -o "$work/userproxy" ./cmd/userproxy
 	go build -o "$work/fakeupstream" ./cmd/fakeupstream
 	go build -o "$work/warm" ./bench/warm
 	go build -o "$work/stampede" ./bench/stampede
+	go build -o "$work/openloop" ./bench/openloop
 	has_l1=0
 	# Not "-h | grep -q": grep leaves at the first match, the rest of the
 	# help then gets SIGPIPE, and under pipefail the test fails at random.
@@ -71,6 +72,9 @@ print_environment() {
 		[ "$mode" = full ] && printf ', %s, %s' "$(nginx -v 2>&1 | sed 's/.*: //')" "$(varnishd -V 2>&1 | head -n1 | grep -o 'varnish-[0-9.]*')"
 	)"
 	echo "- userproxy: commit $commit; L1 tier: $([ "$has_l1" = 1 ] && echo "yes (-l1-ttl)" || echo "not in this build")"
+	if wants openloop; then
+		echo "- open loop: rates $OPEN_RATES/s$([ -n "$open_search" ] && echo " and 80% of where Varnish's p99 passes $((OPEN_P99_LINE / 1000)) ms"), ${OPEN_WARMUP}s lead-in + ${duration}s measured, a fresh block of $OPEN_IDS ids × ${#CREDS[@]} credentials per row, CLK_TCK $CLK_TCK"
+	fi
 }
 
 # start_common starts the fake upstream and a private redis-server.
@@ -84,6 +88,7 @@ start_common() {
 	start redis "$(command -v redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
 		--appendonly no --dir "$work/redis" --protected-mode yes --databases 4
 	wait_port "$REDIS_PORT" "$last_pid" redis
+	REDIS_PID="$last_pid"
 	log "fake upstream on 127.0.0.1:$UP_PORT ($LATENCY), redis-server on 127.0.0.1:$REDIS_PORT"
 }
 
