@@ -113,6 +113,7 @@ type traffic struct {
 	affErrs   int        // errors on affected keys since start
 	otherErrs int        // errors on the other keys since start
 	wrong     int        // hits whose body is not their key's, ever
+	ops       int        // operations recorded, ever
 	errSample []string   // the first few distinct errors
 	breaker   []string   // the store breaker's transitions since start
 }
@@ -207,6 +208,7 @@ func (tr *traffic) record(k Key, e Entry, hit bool, err error) {
 	now := time.Now()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	tr.ops++
 	if hit && string(e.Body) != bodyOf(k) {
 		tr.wrong++
 	}
@@ -395,4 +397,15 @@ func slotOwner(t *testing.T, c *redis.ClusterClient, key string) (string, int) {
 	}
 	t.Fatalf("no master holds slot %d", slot)
 	return "", 0
+}
+
+// warm waits until the traffic has made a few hundred operations, so that
+// every node's pool holds connections, as a running proxy's does.
+func (tr *traffic) warm(t *testing.T) {
+	t.Helper()
+	testkit.Await(t, "the traffic to warm the pools", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.ops >= 400
+	})
 }

@@ -52,7 +52,7 @@ func TestFailoverClusterMasterKilled(t *testing.T) {
 	tr, _, victim := clusterTraffic(t, c, &reloads, nil)
 	replica := nodeClient(t, replicaOf(t, victim))
 	tr.run(t, 4)
-	time.Sleep(200 * time.Millisecond) // warm pools, as a running proxy has
+	tr.warm(t)
 	var killed *redistest.Server
 	for _, n := range c.Nodes() {
 		if n.Addr() == victim {
@@ -75,7 +75,7 @@ func TestFailoverClusterManual(t *testing.T) {
 	tr, _, victim := clusterTraffic(t, c, &reloads, nil)
 	replica := nodeClient(t, replicaOf(t, victim))
 	tr.run(t, 4)
-	time.Sleep(200 * time.Millisecond)
+	tr.warm(t)
 	tr.begin()
 	if err := replica.ClusterFailover(context.Background()).Err(); err != nil {
 		t.Fatalf("CLUSTER FAILOVER: %v", err)
@@ -120,7 +120,7 @@ func TestFailoverClusterSlotMigration(t *testing.T) {
 		}
 	}
 	tr.run(t, 4)
-	time.Sleep(200 * time.Millisecond)
+	tr.warm(t)
 	tr.begin()
 	do(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", nodes[from].id)
 	do(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", nodes[to].id)
@@ -173,7 +173,7 @@ func TestFailoverSentinelMasterKilled(t *testing.T) {
 	replica := nodeClient(t, st.Replica().Addr())
 	sentinel := nodeClient(t, st.Sentinels()[0].Addr())
 	tr.run(t, 4)
-	time.Sleep(200 * time.Millisecond)
+	tr.warm(t)
 	tr.begin()
 	st.KillMaster()
 	promoted := watch(t, func(ctx context.Context) bool { return isMaster(ctx, replica) })
