@@ -148,7 +148,12 @@ func TestFailoverClusterSlotMigration(t *testing.T) {
 		defer tr.report(t, "slot migration (\"promoted\" = SETSLOT NODE done)", moved, &reloads)
 		tr.waitRecovered(t)
 	}()
-	reloads.want(t, ReloadMoved)
+	// go-redis follows a MOVED and reloads by itself; which reason our
+	// hook reports first depends on timing: a TRYAGAIN during the move
+	// (error) may reload the map before any read meets a MOVED.
+	if reloads.count(ReloadMoved)+reloads.count(ReloadError) == 0 {
+		t.Errorf("no topology reload reported for the moved slot; got %v", &reloads)
+	}
 	for _, k := range hot {
 		if n, err := dst.Exists(ctx, tr.store.entryKey(k)).Result(); err != nil || n != 1 {
 			t.Errorf("%v is not on the new owner (n=%d, err=%v)", k, n, err)
