@@ -8,7 +8,7 @@
 # caching_systems: the started caches, in table order.
 caching_systems() {
 	local s
-	for s in "$S_NGINX" "$S_VARNISH" "$S_UP_L1" "$S_UP_REDIS"; do
+	for s in "$S_NGINX" "$S_VARNISH" "$S_UP_L1" "${variant_systems[@]}" "$S_UP_REDIS"; do
 		[ -n "${port_of[$s]-}" ] && echo "$s"
 	done
 }

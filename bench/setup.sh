@@ -86,7 +86,7 @@ start_common() {
 	free_port REDIS_PORT
 	mkdir -p "$work/redis"
 	start redis "$(command -v redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
-		--appendonly no --dir "$work/redis" --protected-mode yes --databases 4
+		--appendonly no --dir "$work/redis" --protected-mode yes --databases 16
 	wait_port "$REDIS_PORT" "$last_pid" redis
 	REDIS_PID="$last_pid"
 	log "fake upstream on 127.0.0.1:$UP_PORT ($LATENCY), redis-server on 127.0.0.1:$REDIS_PORT"
@@ -142,20 +142,21 @@ start_varnish() {
 	log "Varnish on 127.0.0.1:$VARNISH_PORT"
 }
 
-# start_userproxy NAME DB: userproxy on Redis database DB (each instance
-# its own, so one's fills are not the other's hits); NAME says whether L1
-# is on.
+# start_userproxy NAME DB [FLAG...]: userproxy on Redis database DB (each
+# instance its own, so one's fills are not the other's hits); NAME says
+# whether L1 is on (it starts with $S_UP_L1); FLAGs are added last.
 start_userproxy() {
 	local name="$1" db="$2" port admin extra=() _
+	shift 2
 	free_port port
 	free_port admin
 	[ -e "$work/key-secret" ] || { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/key-secret"; chmod 600 "$work/key-secret"; }
 	if [ "$has_l1" = 1 ]; then
-		if [ "$name" = "$S_UP_L1" ]; then extra=(-l1-ttl=1s); else extra=(-l1-ttl=0); fi
+		if [[ "$name" == "$S_UP_L1"* ]]; then extra=(-l1-ttl=1s); else extra=(-l1-ttl=0); fi
 	fi
 	start "userproxy-db$db" "$work/userproxy" -listen "127.0.0.1:$port" -admin-listen "127.0.0.1:$admin" \
 		-upstream-url "http://127.0.0.1:$UP_PORT" -redis-url "redis://127.0.0.1:$REDIS_PORT/$db" \
-		-key-secret-file "$work/key-secret" -log-level warn -log-format json "${extra[@]}"
+		-key-secret-file "$work/key-secret" -log-level warn -log-format json "${extra[@]}" "$@"
 	wait_port "$port" "$last_pid" "userproxy-db$db"
 	for _ in $(seq 50); do
 		[[ "$(http GET "$admin" /readyz 2>/dev/null || true)" == *'"ok"'* ]] && break
@@ -164,5 +165,6 @@ start_userproxy() {
 	pid_of["$name"]="$last_pid"
 	port_of["$name"]="$port"
 	admin_of["$name"]="$admin"
+	extra+=("$@")
 	log "$name on 127.0.0.1:$port (admin $admin, Redis db $db${extra[*]:+, ${extra[*]}})"
 }
