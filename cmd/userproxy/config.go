@@ -47,6 +47,7 @@ type Config struct {
 	MemoryLimit     int64
 	GCPercent       int
 	MaxProcs        int
+	RawSocketIO     bool
 	MaxBodyBytes    int64
 	MemoryMaxBytes  int64
 	L1MaxBytes      int64

@@ -47,6 +47,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "soft limit on the Go heap in bytes (0 = twice the in-process cache bound plus 32 MiB, at least 64 MiB; -1 = none; GOMEMLIMIT, if set, wins)")
 	fs.IntVar(&c.GCPercent, "gc-percent", 0, "heap growth between collections, in percent of the live heap (0 = 35 with an in-process cache, else the Go default 100; GOGC, if set, wins)")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", 0, "Go scheduler threads running at once, GOMAXPROCS (0 = the Go runtime's choice: one per CPU, or the container's CPU limit, which it follows; GOMAXPROCS, if set, wins)")
+	fs.BoolVar(&c.RawSocketIO, "raw-socket-io", true, "read and write client connections with raw system calls, waiting in the Go poller as usual: a request on an idle proxy no longer wakes the runtime's monitor thread (Linux; false = the standard library's reads and writes)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest upstream body accepted for caching")
 	fs.Int64Var(&c.MemoryMaxBytes, "memory-max-bytes", 64<<20, "size bound of the embedded in-process store")
 	fs.Int64Var(&c.L1MaxBytes, "l1-max-bytes", 16<<20, "size bound of the in-process tier in front of Redis (the hot set; the Go heap needs about twice this)")

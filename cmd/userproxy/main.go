@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/internal/rawio"
 	"github.com/userproxy/userproxy/internal/runtimetune"
 	"github.com/userproxy/userproxy/metrics"
 	"github.com/userproxy/userproxy/proxy"
@@ -280,6 +281,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
+	}
+	if cfg.RawSocketIO {
+		proxyLn = rawio.Listener(proxyLn)
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
