@@ -242,3 +242,28 @@ func TestListenerPassesOtherConns(t *testing.T) {
 		t.Fatalf("Accept on a unix listener returned %T, want *net.UnixConn", c)
 	}
 }
+
+// TestNoAllocations: a Read and a Write that need no wait allocate
+// nothing, so a tier hit stays allocation-free through the listener.
+func TestNoAllocations(t *testing.T) {
+	c, client := pair(t)
+	msg := []byte("GET /api/users/1 HTTP/1.1\r\n\r\n")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a Read and a Write through rawio allocate %.1f times, want 0", allocs)
+	}
+}
