@@ -101,7 +101,7 @@ func newBreaker(b BreakerOptions, clock *openClock, fleet *fleetHint, onChange f
 	return gobreaker.NewCircuitBreaker[*Response](gobreaker.Settings{
 		Name:        breakerName,
 		MaxRequests: b.HalfOpenRequests,
-		Interval:    b.Interval,
+		Interval:    b.Interval, // NoInterval: gobreaker never clears counts for an interval ≤ 0
 		Timeout:     b.OpenTimeout,
 		// Runs under the breaker's lock: tripNow reads local state only.
 		ReadyToTrip: func(c gobreaker.Counts) bool {

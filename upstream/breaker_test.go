@@ -91,6 +91,39 @@ func TestBreakerCountsTooManyRequests(t *testing.T) {
 	}
 }
 
+// TestBreakerInterval: failures further apart than Interval do not add up
+// to a trip; with NoInterval they do, and the option survives the
+// defaults (it once became DefaultInterval).
+func TestBreakerInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		interval time.Duration
+		want     BreakerState
+	}{
+		{"short interval clears the count", 30 * time.Millisecond, BreakerClosed},
+		{"no interval keeps it", NoInterval, BreakerOpen},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := newFake(t)
+			fake.SetFault(upstreamtest.FaultServerError)
+			opts := Options{BaseURL: fake.URL, Breaker: BreakerOptions{ConsecutiveFailures: 2, Interval: tt.interval}}
+			if o, err := opts.withDefaults(); err != nil || o.Breaker.Interval != tt.interval {
+				t.Fatalf("withDefaults: interval %v, %v; want %v kept", o.Breaker.Interval, err, tt.interval)
+			}
+			c := newClient(t, opts)
+			c.Fetch(t.Context(), "1", demo(t))
+			time.Sleep(100 * time.Millisecond) // past the short interval: failures further apart than it
+			c.Fetch(t.Context(), "1", demo(t))
+			if got := c.State(); got != tt.want {
+				t.Errorf("state after two failures 100ms apart: %s, want %s", got, tt.want)
+			}
+		})
+	}
+	if got := fleetWindow(NoInterval); got != DefaultInterval {
+		t.Errorf("fleet window without an interval: %v, want DefaultInterval", got)
+	}
+}
+
 func TestBreakerCountsTimeout(t *testing.T) {
 	fake := newFake(t)
 	fake.SetFault(upstreamtest.FaultHang)

@@ -123,13 +123,23 @@ func newFleetHint(o Options) *fleetHint {
 		fb:        o.Fleet,
 		quorum:    o.FleetQuorum,
 		trip:      int(o.Breaker.ConsecutiveFailures),
-		window:    o.Breaker.Interval,
+		window:    fleetWindow(o.Breaker.Interval),
 		lease:     o.Breaker.OpenTimeout,
 		probeTime: o.Timeout,
 		every:     every,
 		staleness: max(4*every, time.Second),
 		onChange:  o.OnFleetChange,
 	}
+}
+
+// fleetWindow is how long the fleet's shared failure count lives: the
+// breaker's interval, or DefaultInterval when the breaker has none (a
+// record in Redis must expire).
+func fleetWindow(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return DefaultInterval
+	}
+	return interval
 }
 
 // freshLocked returns the view, or the zero view when it is too old to

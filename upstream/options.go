@@ -29,6 +29,10 @@ const (
 	// counters are cleared, so isolated failures minutes apart on a quiet
 	// replica never add up to a trip.
 	DefaultInterval = 60 * time.Second
+	// NoInterval as BreakerOptions.Interval keeps the closed breaker's
+	// failure counts until a success resets them, however far apart the
+	// failures are.
+	NoInterval time.Duration = -1
 	// DefaultOpenTimeout is how long the breaker stays open before letting a
 	// probe through (half-open).
 	DefaultOpenTimeout = 10 * time.Second
@@ -123,7 +127,8 @@ type BreakerOptions struct {
 	// row. Zero means DefaultConsecutiveFailures.
 	ConsecutiveFailures uint32
 	// Interval is the closed-state period after which failure counts are
-	// cleared. Zero means DefaultInterval.
+	// cleared. Zero means DefaultInterval; NoInterval means never (the
+	// fleet's shared count, which must expire, then lives DefaultInterval).
 	Interval time.Duration
 	// OpenTimeout is how long the breaker stays open before going half-open.
 	// Zero means DefaultOpenTimeout.
@@ -142,8 +147,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxBodyBytes < 0 {
 		return o, fmt.Errorf("max body bytes %d must not be negative", o.MaxBodyBytes)
 	}
-	if o.Breaker.Interval < 0 {
-		return o, fmt.Errorf("breaker interval %v must not be negative", o.Breaker.Interval)
+	if o.Breaker.Interval < 0 && o.Breaker.Interval != NoInterval {
+		return o, fmt.Errorf("breaker interval %v must not be negative (NoInterval means never)", o.Breaker.Interval)
 	}
 	if o.Breaker.OpenTimeout < 0 {
 		return o, fmt.Errorf("breaker open timeout %v must not be negative", o.Breaker.OpenTimeout)

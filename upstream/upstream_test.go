@@ -34,7 +34,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"unparsable", Options{BaseURL: "http://demo:s3cret@h:port"}, "parsing base url"},
 		{"negative timeout", Options{BaseURL: "http://h", Timeout: -time.Second}, "timeout"},
 		{"negative max body", Options{BaseURL: "http://h", MaxBodyBytes: -1}, "max body bytes"},
-		{"negative interval", Options{BaseURL: "http://h", Breaker: BreakerOptions{Interval: -1}}, "interval"},
+		{"negative interval", Options{BaseURL: "http://h", Breaker: BreakerOptions{Interval: -2}}, "interval"},
 		{"negative open timeout", Options{BaseURL: "http://h", Breaker: BreakerOptions{OpenTimeout: -1}}, "open timeout"},
 		{"inject without username", Options{BaseURL: "http://h", Inject: &Credentials{Password: "s3cret"}}, "username"},
 	}

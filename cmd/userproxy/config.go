@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/cache"
+	"github.com/userproxy/userproxy/upstream"
 )
 
 // Config is everything userproxy can be told. Flags fill it; each flag has an
@@ -352,4 +353,14 @@ func (c *Config) sealer() (*cache.Sealer, error) {
 		previous = append(previous, k)
 	}
 	return cache.NewSealer(current, previous...)
+}
+
+// breakerInterval maps -breaker-interval to the upstream's option: the
+// flag's 0 means never, which upstream spells NoInterval (its zero is the
+// default).
+func breakerInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return upstream.NoInterval
+	}
+	return d
 }

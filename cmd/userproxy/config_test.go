@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/userproxy/userproxy/internal/runtimetune"
+	"github.com/userproxy/userproxy/upstream"
 )
 
 func env(kv ...string) func(string) (string, bool) {
@@ -170,6 +171,27 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 	}
 	if c.BreakerFleetQuorum != 2 {
 		t.Errorf("-breaker-fleet-quorum default: got %d, want 2", c.BreakerFleetQuorum)
+	}
+}
+
+// TestBreakerIntervalZeroMeansNever: the flag's 0 ("never") reaches the
+// upstream client as NoInterval, not as its zero (the 60s default).
+func TestBreakerIntervalZeroMeansNever(t *testing.T) {
+	for _, tc := range []struct{ flag, want time.Duration }{
+		{0, upstream.NoInterval},
+		{time.Minute, time.Minute},
+		{5 * time.Second, 5 * time.Second},
+	} {
+		if got := breakerInterval(tc.flag); got != tc.want {
+			t.Errorf("breakerInterval(%v) = %v, want %v", tc.flag, got, tc.want)
+		}
+	}
+	c, _, err := parseConfig([]string{"-breaker-interval", "0"}, env())
+	if err != nil {
+		t.Fatalf("-breaker-interval 0: %v", err)
+	}
+	if got := breakerInterval(c.BreakerInterval); got != upstream.NoInterval {
+		t.Errorf("-breaker-interval 0 reaches the upstream as %v, want NoInterval", got)
 	}
 }
 

@@ -195,7 +195,7 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Breaker: upstream.BreakerOptions{
 			ConsecutiveFailures: uint32(cfg.BreakerFailures),
-			Interval:            cfg.BreakerInterval,
+			Interval:            breakerInterval(cfg.BreakerInterval),
 			OpenTimeout:         cfg.BreakerOpenTimeout,
 			HalfOpenRequests:    uint32(cfg.BreakerHalfOpen),
 		},
