@@ -88,19 +88,24 @@ cache_errors() {
 		END { printf ", %d cache errors so far%s", n, ops }'
 }
 
-# HOT_PRIME: seconds of unmeasured Zipf load before the measured one.
-HOT_PRIME=3
+# HOT_PRIME: seconds of unmeasured Zipf load before the measured one
+# (bench/run --prime; 0 = none, the measured load starts right after the
+# uniform warm-up).
+HOT_PRIME="${HOT_PRIME:-3}"
 
 # scenario_hot SYSTEM: warm SYSTEM, prime it with the workload itself,
 # then Zipf load on the warm keys. The priming run matters to a bounded
 # cache with frequency-based admission (userproxy's tier holds ~17k of the
 # 40k keys): after the uniform warm-up it holds whatever came last, and it
-# learns the hot set only from the Zipf traffic. Every system gets it.
+# learns the hot set only from the Zipf traffic. Every system gets it
+# (none with --prime 0).
 scenario_hot() {
 	warm "$1"
-	wrk -t"$THREADS" -c"$CONNS" -d"${HOT_PRIME}s" --timeout 5s -s "$BENCH_DIR/zipf.lua" \
-		"http://127.0.0.1:${port_of[$1]}" -- "$HOT_IDS" "$ZIPF_S" "$((SEED + 1000))" "${AUTHS[@]}" >"$work/prime.log" 2>&1 ||
-		{ cat "$work/prime.log" >&2; die "priming $1 failed"; }
+	if [ "$HOT_PRIME" -gt 0 ]; then
+		wrk -t"$THREADS" -c"$CONNS" -d"${HOT_PRIME}s" --timeout 5s -s "$BENCH_DIR/zipf.lua" \
+			"http://127.0.0.1:${port_of[$1]}" -- "$HOT_IDS" "$ZIPF_S" "$((SEED + 1000))" "${AUTHS[@]}" >"$work/prime.log" 2>&1 ||
+			{ cat "$work/prime.log" >&2; die "priming $1 failed"; }
+	fi
 	measure "hot hits" "$1" "${port_of[$1]}" "${pid_of[$1]}" zipf.lua "$HOT_IDS" "$ZIPF_S" "$SEED" "${AUTHS[@]}"
 }
 
