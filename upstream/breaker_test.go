@@ -100,7 +100,7 @@ func TestBreakerInterval(t *testing.T) {
 		interval time.Duration
 		want     BreakerState
 	}{
-		{"short interval clears the count", 30 * time.Millisecond, BreakerClosed},
+		{"short interval clears the count", 5 * time.Millisecond, BreakerClosed},
 		{"no interval keeps it", NoInterval, BreakerOpen},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,10 +112,10 @@ func TestBreakerInterval(t *testing.T) {
 			}
 			c := newClient(t, opts)
 			c.Fetch(t.Context(), "1", demo(t))
-			time.Sleep(100 * time.Millisecond) // past the short interval: failures further apart than it
+			time.Sleep(20 * time.Millisecond) // past the short interval: failures further apart than it
 			c.Fetch(t.Context(), "1", demo(t))
 			if got := c.State(); got != tt.want {
-				t.Errorf("state after two failures 100ms apart: %s, want %s", got, tt.want)
+				t.Errorf("state after two failures 20ms apart: %s, want %s", got, tt.want)
 			}
 		})
 	}

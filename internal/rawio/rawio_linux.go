@@ -12,10 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Supported reports whether Listen's connections use raw system calls on
-// this platform.
-const Supported = true
-
 // Conn is a *net.TCPConn whose Read and Write make raw system calls.
 type Conn struct {
 	*net.TCPConn
