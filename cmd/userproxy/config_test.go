@@ -5,12 +5,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/userproxy/userproxy/internal/rawio"
 	"github.com/userproxy/userproxy/internal/runtimetune"
 	"github.com/userproxy/userproxy/upstream"
 )
@@ -335,6 +337,38 @@ func TestPprofAllowedWhereOnlyOperatorsReach(t *testing.T) {
 		}
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v, want it accepted", name, err)
+		}
+	}
+}
+
+// TestRawSocketIO: -raw-socket-io decides whether the proxy listener's
+// connections are rawio's or the standard library's.
+func TestRawSocketIO(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		raw  bool
+	}{{"true", true}, {"false", false}} {
+		c, _, err := parseConfig([]string{"-listen", "127.0.0.1:0", "-raw-socket-io=" + tc.flag}, env())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := listenProxy(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if conn, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+				conn.Close()
+			}
+		}()
+		conn, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		if _, raw := conn.(*rawio.Conn); raw != tc.raw {
+			t.Errorf("-raw-socket-io=%s: accepted a %T", tc.flag, conn)
 		}
 	}
 }

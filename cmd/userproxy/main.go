@@ -278,12 +278,9 @@ func serve(ctx context.Context, cfg Config, sealer *cache.Sealer, log *slog.Logg
 		Purge:    h.Purge(cfg.AdminToken),
 	})
 
-	proxyLn, err := net.Listen("tcp", cfg.Listen)
+	proxyLn, err := listenProxy(cfg)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
-	}
-	if cfg.RawSocketIO {
-		proxyLn = rawio.Listener(proxyLn)
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
@@ -391,4 +388,14 @@ func runBackground(ctx context.Context, log *slog.Logger, msg string, fn func(co
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// listenProxy opens the proxy listener, whose connections read and write
+// with raw system calls under -raw-socket-io.
+func listenProxy(cfg Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil || !cfg.RawSocketIO {
+		return ln, err
+	}
+	return rawio.Listener(ln), nil
 }
